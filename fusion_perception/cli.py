@@ -1,0 +1,50 @@
+"""``fusion-perception``: one command, one sub-command per job.
+
+Each sub-command lives in its own module with a ``main(argv)``; it is imported only when chosen,
+so ``demo`` and ``bag`` never import torch and start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["COMMANDS", "main"]
+
+#: name -> (module with main(argv), one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("fusion_perception.demo", "run the ROS 2 node pipeline on the bundled sample pairs"),
+    "train": ("fusion_perception.training.cli", "train the network (bi-level dual-task or learnable loss)"),
+    "evaluate": ("fusion_perception.training.evaluate", "fusion metrics and detection mAP on an MSRS-layout folder"),
+    "export": ("fusion_perception.export.cli", "export a checkpoint to ONNX (fixed and dynamic shape)"),
+    "build-engine": ("fusion_perception.export.engine_cli", "build a TensorRT engine from an ONNX file"),
+    "bag": ("fusion_perception.bag.cli", "make, evaluate and play ROS 2 bags"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: fusion-perception COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "fusion-perception COMMAND --help shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to the chosen sub-command; returns its exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        close = [c for c in COMMANDS if c.startswith(name[:2])]
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        print(f"fusion-perception: unknown command {name!r}{hint}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Decoding the network's raw outputs: anchor-free boxes, NMS, class maps and colour overlays.
+
+NumPy + OpenCV only. Shapes are read from the tensors and checked against the model's strides, so a
+model exported at another size or with other strides fails loudly instead of drawing garbage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from ..errors import ModelFormatError
+
+__all__ = [
+    "Detections",
+    "anchor_points",
+    "colorize",
+    "decode_detections",
+    "nms",
+    "overlay",
+    "segmentation_labels",
+]
+
+
+@dataclass(frozen=True)
+class Detections:
+    """N detections: ``boxes`` float32 Nx4 (x1, y1, x2, y2 pixels), ``scores`` N, ``class_ids`` N int."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+
+@lru_cache(maxsize=16)
+def anchor_points(width: int, height: int, strides: tuple[int, ...]) -> np.ndarray:
+    """Centres (x, y) of every detection cell, float32 Ax2, in the order the network lays them out.
+
+    Feature maps come from stride-2 convolutions with padding, so a level of stride s has
+    ceil(H/s) x ceil(W/s) cells.
+    """
+    points = []
+    for s in strides:
+        ys, xs = np.meshgrid(np.arange(-(-height // s)), np.arange(-(-width // s)), indexing="ij")
+        points.append(np.stack(((xs.ravel() + 0.5) * s, (ys.ravel() + 0.5) * s), axis=1))
+    out = np.concatenate(points).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression; returns indices kept, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes.T
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    keep: list[int] = []
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        rest = order[1:]
+        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
+        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
+        inter = w * h
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode_detections(
+    raw: np.ndarray,
+    *,
+    input_size: tuple[int, int],
+    strides: tuple[int, ...],
+    score_threshold: float = 0.3,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+) -> Detections:
+    """Turn one image's raw detection map (A x (5 + K)) into boxes in network pixels.
+
+    Score = sqrt(sigmoid(class) * sigmoid(centerness)) as in FCOS; NMS is per class.
+    """
+    points = anchor_points(input_size[0], input_size[1], tuple(strides))
+    if raw.ndim != 2 or raw.shape[0] != points.shape[0] or raw.shape[1] < 6:
+        raise ModelFormatError(
+            f"detections tensor has shape {raw.shape}; expected ({points.shape[0]}, 5 + classes) "
+            f"for input {input_size[0]}x{input_size[1]} and strides {strides}"
+        )
+    cls_logit = raw[:, 5:]
+    best = cls_logit.argmax(axis=1)
+    best_logit = cls_logit[np.arange(raw.shape[0]), best]
+    # Cheap pre-filter in logit space: score >= t needs class prob >= t^2.
+    t2 = min(max(score_threshold**2, 1e-6), 1 - 1e-6)
+    candidates = np.flatnonzero(best_logit >= np.log(t2 / (1 - t2)))
+    if candidates.size == 0:
+        return Detections.empty()
+    scores = np.sqrt(_sigmoid(best_logit[candidates]) * _sigmoid(raw[candidates, 4]))
+    ok = scores >= score_threshold
+    candidates, scores = candidates[ok], scores[ok].astype(np.float32)
+    if candidates.size == 0:
+        return Detections.empty()
+    ltrb = raw[candidates, :4]
+    pts = points[candidates]
+    boxes = np.concatenate((pts - ltrb[:, :2], pts + ltrb[:, 2:4]), axis=1).astype(np.float32)
+    classes = best[candidates]
+    # Class-aware NMS in one pass: shift each class to its own region of the plane.
+    offset = classes[:, None].astype(np.float32) * (max(input_size) + 1.0) * 2.0
+    keep = nms(boxes + offset, scores, iou_threshold)[:max_detections]
+    return Detections(boxes[keep], scores[keep], classes[keep].astype(np.int64))
+
+
+def segmentation_labels(logits: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
+    """Argmax of C x h x w logits, resized (nearest) to ``output_size`` (width, height): uint8 HxW."""
+    if logits.ndim != 3:
+        raise ModelFormatError(f"segmentation logits must be C x h x w, got shape {logits.shape}")
+    labels = logits.argmax(axis=0).astype(np.uint8)
+    if (labels.shape[1], labels.shape[0]) != output_size:
+        labels = cv2.resize(labels, output_size, interpolation=cv2.INTER_NEAREST)
+    return labels
+
+
+@lru_cache(maxsize=8)
+def _bgr_lut(palette: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    lut = np.zeros((256, 3), np.uint8)
+    lut[: len(palette)] = np.asarray(palette, np.uint8)[:, ::-1]
+    return lut
+
+
+def colorize(labels: np.ndarray, palette: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """Class-id image (uint8 HxW) -> BGR colour image using an RGB ``palette``."""
+    return _bgr_lut(tuple(palette))[labels]
+
+
+def overlay(image_bgr: np.ndarray, colour_bgr: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend the colour map over the image where a class other than 0 (unlabelled) was predicted."""
+    blended = cv2.addWeighted(image_bgr, 1.0 - alpha, colour_bgr, alpha, 0.0)
+    return np.where((labels > 0)[:, :, None], blended, image_bgr)
