@@ -2,6 +2,7 @@
 
 __all__ = [
     "BackendUnavailableError",
+    "BagError",
     "DatasetError",
     "EncodingError",
     "EngineError",
@@ -37,3 +38,7 @@ class EngineError(FusionPerceptionError, RuntimeError):
 
 class DatasetError(FusionPerceptionError, ValueError):
     """A dataset folder or one of its files is malformed; the message names the file."""
+
+
+class BagError(FusionPerceptionError, ValueError):
+    """A ROS 2 bag is missing, corrupt, or lacks the topics/encodings asked for; the message says which."""

@@ -71,7 +71,7 @@ esac
 pkg_stamp="$VENV/.stamp-package-$(cat "$ROOT/setup.py" "$ROOT/setup.cfg" | sha256sum | cut -c1-16)"
 if [ ! -e "$pkg_stamp" ]; then
   log "installing fusion_perception (editable)"
-  "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+  "${PIP[@]}" --no-deps -e "$ROOT"
   touch "$pkg_stamp"
 fi
 

@@ -1,0 +1,101 @@
+"""Message <-> array converters: one small pure function per message type (rclpy message classes only).
+
+Decoding goes through :func:`fusion_perception.image_encoding.decode_image` (no cv_bridge).
+Detections use ``class_id`` = the class *index* as a string ("0", "1", ...), matching the ids of
+the latched ``vision_msgs/LabelInfo`` that maps them to names; consumers look names up there, as
+vision_msgs intends, and ids stay stable when a model renames a class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from vision_msgs.msg import (
+    BoundingBox2D,
+    Detection2D,
+    Detection2DArray,
+    LabelInfo,
+    ObjectHypothesisWithPose,
+    VisionClass,
+)
+
+from ..image_encoding import decode_image, encode_image
+from ..runtime.postprocess import Detections
+from .diagnostics import Status
+
+__all__ = [
+    "array_to_image",
+    "detections_to_msg",
+    "image_to_array",
+    "label_info",
+    "stamp_to_ns",
+    "status_to_msg",
+    "timing_to_msg",
+]
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> HxW (grey, uint8/uint16) or HxWx3 BGR uint8; raises EncodingError."""
+    return decode_image(
+        encoding=msg.encoding, height=msg.height, width=msg.width, step=msg.step,
+        is_bigendian=bool(msg.is_bigendian), data=msg.data,
+    )
+
+
+def array_to_image(image: np.ndarray, header: Header, encoding: str | None = None) -> Image:
+    """Array -> sensor_msgs/Image carrying ``header`` (mono8, mono16 or bgr8 picked from the array)."""
+    enc, height, width, step, data = encode_image(image, encoding)
+    msg = Image(header=header, height=height, width=width, encoding=enc, is_bigendian=0, step=step)
+    msg.data = data
+    return msg
+
+
+def detections_to_msg(dets: Detections, header: Header) -> Detection2DArray:
+    """Boxes (x1, y1, x2, y2 source pixels) -> Detection2DArray with centre/size boxes.
+
+    Each detection carries one hypothesis: ``class_id`` the class index as a string, ``score`` in [0, 1].
+    """
+    out = Detection2DArray(header=header)
+    rows = zip(dets.boxes, dets.scores, dets.class_ids, strict=True)
+    for i, ((x1, y1, x2, y2), score, cls) in enumerate(rows):
+        det = Detection2D(header=header, id=str(i))
+        bbox = BoundingBox2D(size_x=float(x2 - x1), size_y=float(y2 - y1))
+        bbox.center.position.x = float(x1 + x2) / 2.0
+        bbox.center.position.y = float(y1 + y2) / 2.0
+        det.bbox = bbox
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = str(int(cls))
+        hyp.hypothesis.score = float(score)
+        det.results.append(hyp)
+        out.detections.append(det)
+    return out
+
+
+def label_info(names: tuple[str, ...], header: Header, threshold: float = 0.0) -> LabelInfo:
+    """Class names -> LabelInfo (class_id = index)."""
+    msg = LabelInfo(header=header, threshold=float(threshold))
+    msg.class_map = [VisionClass(class_id=i, class_name=name) for i, name in enumerate(names)]
+    return msg
+
+
+def status_to_msg(status: Status, name: str, hardware_id: str, stamp: Time) -> DiagnosticArray:
+    """One :class:`Status` -> a DiagnosticArray holding one DiagnosticStatus."""
+    st = DiagnosticStatus(level=bytes([status.level]), name=name, message=status.message,
+                          hardware_id=hardware_id)
+    st.values = [KeyValue(key=k, value=v) for k, v in status.values]
+    return DiagnosticArray(header=Header(stamp=stamp), status=[st])
+
+
+def timing_to_msg(timings_ms: dict[str, float], header: Header) -> DiagnosticArray:
+    """Per-frame pipeline milliseconds, stamped with the frame's header (so receivers match by stamp)."""
+    status = DiagnosticStatus(level=DiagnosticStatus.OK, name="pipeline_ms")
+    status.values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in timings_ms.items()]
+    return DiagnosticArray(header=header, status=[status])

@@ -1,0 +1,1 @@
+"""Training (torch): data, losses, bi-level dual-task trainer, evaluation, CLI."""

@@ -1,0 +1,231 @@
+"""Training data: MSRS pairs with boxes and segmentation labels, and unlabelled pair folders.
+
+Images go through the runtime's own ``prepare_pair`` (one preprocessing path), then augmentations
+that keep IR, visible, boxes and masks consistent (crop + horizontal flip).
+
+Segmentation supervision, in order of preference:
+
+* ``labels_seg/``: the official MSRS 9-class label PNGs (pixel value = class id), when present;
+* ``seg_bdlfusion_pred/``: maps PREDICTED by the BDLFusion model (weak labels, not ground truth);
+* box-derived masks: each detection box filled with its class (person -> person, bicycle -> bike,
+  car -> car), everything else "unlabelled" and ignored by the loss. These are named
+  ``box_derived`` wherever they are used or reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import DatasetError
+from ..metrics.detection import load_yolo_labels
+from ..preprocessing import PreprocessConfig, prepare_pair
+from ..runtime.model_info import MSRS_SEG_CLASSES
+
+__all__ = [
+    "DET_TO_SEG",
+    "IGNORE_INDEX",
+    "PairFolder",
+    "Sample",
+    "box_derived_mask",
+    "collate",
+    "find_pairs",
+    "random_crop_flip",
+]
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IGNORE_INDEX = 255
+#: detection class id (person, bicycle, car) -> MSRS segmentation class id (person 2, bike 3, car 1)
+DET_TO_SEG = np.array([2, 3, 1], np.uint8)
+SEG_SOURCES = (("labels_seg", "msrs_labels"), ("seg_bdlfusion_pred", "bdlfusion_pred"))
+
+
+@dataclass
+class Sample:
+    """One pair as tensors: ``ir`` [1,H,W], ``visible`` [3,H,W] (Y, Cb, Cr), boxes Nx4 xyxy px,
+    classes N, ``seg`` [H,W] int64 (IGNORE_INDEX where unknown), ``seg_source`` a label provenance."""
+
+    name: str
+    ir: torch.Tensor
+    visible: torch.Tensor
+    boxes: torch.Tensor
+    classes: torch.Tensor
+    seg: torch.Tensor
+    seg_source: str
+
+
+def _read(path: Path, flags: int) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise DatasetError(f"cannot read image {path}")
+    return image
+
+
+def _upscale_to(ir: np.ndarray, vis: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Upscale a pair smaller than ``size`` (width, height) so a crop fits (unlabelled folders only)."""
+    h, w = vis.shape[:2]
+    factor = max(size[0] / w, size[1] / h)
+    if factor <= 1.0:
+        return ir, vis
+    new = (int(np.ceil(w * factor)), int(np.ceil(h * factor)))
+    return cv2.resize(ir, new, interpolation=cv2.INTER_LINEAR), cv2.resize(vis, new, interpolation=cv2.INTER_LINEAR)
+
+
+def find_pairs(root: Path, names: list[str] | None = None) -> list[tuple[str, Path, Path]]:
+    """(stem, ir path, visible path) for every stem present in both ``root/ir`` and ``root/vi``."""
+    root = Path(root)
+    for sub in ("ir", "vi"):
+        if not (root / sub).is_dir():
+            raise DatasetError(f"{root} has no {sub}/ folder (expected ir/ and vi/ with matching file names)")
+    index = {sub: {p.stem: p for p in sorted((root / sub).iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+             for sub in ("ir", "vi")}
+    stems = names if names is not None else sorted(index["ir"].keys() & index["vi"].keys())
+    pairs = []
+    for stem in stems:
+        if stem not in index["ir"] or stem not in index["vi"]:
+            side = "ir" if stem not in index["ir"] else "vi"
+            raise DatasetError(f"{root / side} has no image named {stem}")
+        pairs.append((stem, index["ir"][stem], index["vi"][stem]))
+    if not pairs:
+        raise DatasetError(f"{root} holds no IR/visible pairs")
+    return pairs
+
+
+def read_split(root: Path, split: str) -> list[str]:
+    path = Path(root) / split
+    if not path.is_file():
+        raise DatasetError(f"split file {path} does not exist")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def box_derived_mask(boxes: np.ndarray, classes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Segmentation mask from boxes (largest first, so small boxes stay visible); IGNORE elsewhere."""
+    mask = np.full((size[1], size[0]), IGNORE_INDEX, np.uint8)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for i in np.argsort(-areas):
+        x1, y1, x2, y2 = np.round(boxes[i]).astype(int)
+        mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = DET_TO_SEG[classes[i]]
+    return mask
+
+
+class PairFolder(torch.utils.data.Dataset):
+    """IR/visible pairs from one folder, cached in memory after the first read (float16).
+
+    Args:
+        root: folder with ir/ and vi/ (MSRS layout adds labels_det_fusion/ and segmentation folders).
+        names: stems to use (a split), or None for every pair.
+        labelled: read boxes and segmentation labels (MSRS); False for fusion-only folders.
+        crop: (width, height) random crop + flip for training, or None for whole images.
+    """
+
+    def __init__(
+        self, root: Path | str, names: list[str] | None = None, *, labelled: bool = True,
+        crop: tuple[int, int] | None = None, seed: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        self.pairs = find_pairs(self.root, names)
+        self.labelled = labelled
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        self._cache: dict[int, Sample] = {}
+        if labelled and not (self.root / "labels_det_fusion").is_dir():
+            raise DatasetError(f"{self.root} has no labels_det_fusion/ folder")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _load(self, index: int) -> Sample:
+        stem, ir_path, vi_path = self.pairs[index]
+        ir = _read(ir_path, cv2.IMREAD_UNCHANGED)
+        vis = _read(vi_path, cv2.IMREAD_COLOR)
+        if self.crop is not None and not self.labelled:
+            ir, vis = _upscale_to(ir, vis, self.crop)
+        h, w = vis.shape[:2]
+        h32, w32 = h - h % 32, w - w % 32  # whole images must be multiples of 32
+        ir, vis = ir[:h32, :w32], vis[:h32, :w32]
+        prepared = prepare_pair(ir, vis, PreprocessConfig(network_size=None))
+        boxes = np.zeros((0, 4), np.float32)
+        classes = np.zeros(0, np.int64)
+        seg = np.full((h32, w32), IGNORE_INDEX, np.uint8)
+        source = "none"
+        if self.labelled:
+            boxes, classes = load_yolo_labels(self.root / "labels_det_fusion" / f"{stem}.txt", (w, h))
+            boxes = np.clip(boxes, 0, [w32, h32, w32, h32]).astype(np.float32)
+            for folder, name in SEG_SOURCES:
+                path = self.root / folder / f"{stem}.png"
+                if path.is_file():
+                    seg = _read(path, cv2.IMREAD_GRAYSCALE)[:h32, :w32]
+                    if seg.max() >= len(MSRS_SEG_CLASSES):
+                        raise DatasetError(
+                            f"{path}: class id {seg.max()} outside the {len(MSRS_SEG_CLASSES)} MSRS classes"
+                        )
+                    source = name
+                    break
+            else:
+                seg = box_derived_mask(boxes, classes, (w32, h32))
+                source = "box_derived"
+        return Sample(
+            name=stem,
+            ir=torch.from_numpy(prepared.ir[0]).half(),
+            visible=torch.from_numpy(prepared.visible[0]).half(),
+            boxes=torch.from_numpy(boxes),
+            classes=torch.as_tensor(classes, dtype=torch.int64),
+            seg=torch.from_numpy(seg.astype(np.int64)),
+            seg_source=source,
+        )
+
+    def __getitem__(self, index: int) -> Sample:
+        if index not in self._cache:
+            self._cache[index] = self._load(index)
+        sample = self._cache[index]
+        if self.crop is not None:
+            sample = random_crop_flip(sample, self.crop, self.rng)
+        return Sample(sample.name, sample.ir.float(), sample.visible.float(), sample.boxes, sample.classes,
+                      sample.seg, sample.seg_source)
+
+
+def random_crop_flip(
+    sample: Sample, size: tuple[int, int], rng: np.random.Generator, min_visible: float = 0.4
+) -> Sample:
+    """Random crop to ``size`` (width, height) and a 50% horizontal flip, applied to every field.
+
+    Boxes are clipped to the crop; a box keeping less than ``min_visible`` of its area is dropped.
+    """
+    _, h, w = sample.ir.shape
+    cw, ch = min(size[0], w), min(size[1], h)
+    x0 = int(rng.integers(0, w - cw + 1))
+    y0 = int(rng.integers(0, h - ch + 1))
+    ir = sample.ir[:, y0:y0 + ch, x0:x0 + cw]
+    vis = sample.visible[:, y0:y0 + ch, x0:x0 + cw]
+    seg = sample.seg[y0:y0 + ch, x0:x0 + cw]
+    boxes, classes = sample.boxes, sample.classes
+    if len(boxes):
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        shifted = boxes - torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
+        clipped = torch.stack((shifted[:, 0].clamp(0, cw), shifted[:, 1].clamp(0, ch),
+                               shifted[:, 2].clamp(0, cw), shifted[:, 3].clamp(0, ch)), dim=1)
+        kept_area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+        keep = kept_area >= min_visible * area.clamp(min=1e-6)
+        boxes, classes = clipped[keep], classes[keep]
+    if rng.random() < 0.5:
+        ir, vis, seg = ir.flip(-1), vis.flip(-1), seg.flip(-1)
+        if len(boxes):
+            boxes = torch.stack((cw - boxes[:, 2], boxes[:, 1], cw - boxes[:, 0], boxes[:, 3]), dim=1)
+    return Sample(sample.name, ir, vis, boxes, classes, seg, sample.seg_source)
+
+
+def collate(samples: list[Sample]) -> dict[str, object]:
+    """Stack images; keep boxes as lists (variable count per image)."""
+    return {
+        "names": [s.name for s in samples],
+        "ir": torch.stack([s.ir for s in samples]),
+        "visible": torch.stack([s.visible for s in samples]),
+        "boxes": [s.boxes for s in samples],
+        "classes": [s.classes for s in samples],
+        "seg": torch.stack([s.seg for s in samples]),
+        "seg_source": [s.seg_source for s in samples],
+    }

@@ -1,0 +1,112 @@
+"""First-order hypergradient and aggregation rules (fusion_perception.training.bilevel)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fusion_perception.training.bilevel import aggregate, hypergradient, min_norm_weights  # noqa: E402
+
+TOL = 1e-9  # float64 throughout: the Gauss-Newton form is exact on this problem
+
+
+def _problem(seed: int = 0):
+    """Lower: f = 1/2 (a.w - b.t)^2 (scalar residual); upper: F = 1/2|t - t0|^2 + 1/2|M t|^2 + d.w."""
+    g = torch.Generator().manual_seed(seed)
+    p, q = 4, 6
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    return dict(a=r(q), b=r(p), t0=r(p), m=r(3, p), d=r(q), theta=r(p), omega=r(q))
+
+
+def _upper(th, om, pr):
+    return 0.5 * (th - pr["t0"]).pow(2).sum() + 0.5 * (pr["m"] @ th).pow(2).sum() + pr["d"] @ om
+
+
+def _lower(th, om, pr):
+    return 0.5 * (pr["a"] @ om - pr["b"] @ th) ** 2
+
+
+def _omega_star(th, pr):
+    """Minimum-norm move of omega onto the lower solution set {w : a.w = b.t}."""
+    a = pr["a"]
+    return pr["omega"] + a * (pr["b"] @ th - a @ pr["omega"]) / (a @ a)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hypergradient_matches_analytic_and_finite_difference(seed: int) -> None:
+    pr = _problem(seed)
+    th = pr["theta"].clone().requires_grad_(True)
+    om = pr["omega"].clone().requires_grad_(True)
+    h, c = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om])
+
+    a, b = pr["a"], pr["b"]
+    theta = pr["theta"]
+    analytic = (theta - pr["t0"]) + pr["m"].t() @ (pr["m"] @ theta) + b * (a @ pr["d"]) / (a @ a)
+    assert torch.allclose(h, analytic, atol=TOL, rtol=0)
+
+    eps = 1e-6
+    fd = torch.empty_like(theta)
+    for i in range(theta.numel()):
+        e = torch.zeros_like(theta)
+        e[i] = eps
+        fd[i] = (_upper(theta + e, _omega_star(theta + e, pr), pr)
+                 - _upper(theta - e, _omega_star(theta - e, pr), pr)) / (2 * eps)
+    assert torch.allclose(h, fd, atol=1e-6, rtol=0)
+    assert c != 0.0
+
+
+def test_hypergradient_scale_multiplies_the_correction() -> None:
+    pr = _problem(3)
+    th = pr["theta"].clone().requires_grad_(True)
+    om = pr["omega"].clone().requires_grad_(True)
+    h1, _ = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om], scale=1.0)
+    h0, _ = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om], scale=0.0)
+    h2, _ = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om], scale=2.0)
+    assert torch.allclose(h2 - h0, 2 * (h1 - h0), atol=TOL)
+    assert not torch.allclose(h1, h0)
+
+
+def test_random_rule_is_a_fresh_softmax_of_noise() -> None:
+    grads = [torch.randn(10, dtype=torch.float64) for _ in range(3)]
+    gen = torch.Generator().manual_seed(0)
+    combined, w = aggregate(grads, "random", generator=gen)
+    assert torch.all(w > 0) and torch.isclose(w.sum(), torch.tensor(1.0, dtype=w.dtype))
+    assert torch.allclose(combined, sum(wi * g for wi, g in zip(w, grads, strict=True)))
+    _, w2 = aggregate(grads, "random", generator=gen)
+    assert not torch.allclose(w, w2)
+
+
+def test_normalized_rule_gives_every_module_the_same_norm() -> None:
+    grads = [torch.randn(10, dtype=torch.float64) * s for s in (0.01, 1.0, 100.0)]
+    _, w = aggregate(grads, "normalized")
+    norms = torch.stack([(wi * g).norm() for wi, g in zip(w, grads, strict=True)])
+    assert torch.allclose(norms, norms[0].expand(3), rtol=1e-12)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_min_norm_rule_is_the_min_norm_point_and_conflict_free(m: int) -> None:
+    gen = torch.Generator().manual_seed(m)
+    grads = [torch.randn(8, generator=gen, dtype=torch.float64) for _ in range(m)]
+    d, w = aggregate(grads, "min_norm")
+    assert torch.all(w >= -1e-12) and torch.isclose(w.sum(), torch.tensor(1.0, dtype=w.dtype))
+    # KKT of min |sum a_m g_m|^2 on the simplex: <d, g_m> >= |d|^2 for every m (no objective increases).
+    for g in grads:
+        assert float(d @ g) >= float(d @ d) - 1e-8
+    # no convex combination is shorter
+    samples = torch.distributions.Dirichlet(torch.ones(m, dtype=torch.float64)).sample((2000,))
+    others = samples @ torch.stack(grads)
+    assert float(d.norm()) <= float(others.norm(dim=1).min()) + 1e-9
+
+
+def test_min_norm_known_cases() -> None:
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    assert torch.allclose(min_norm_weights([e1, e2]), torch.tensor([0.5, 0.5]))
+    assert torch.allclose(min_norm_weights([e1, 3 * e1]), torch.tensor([1.0, 0.0]))
+    d, _ = aggregate([e1, e1, e1], "min_norm")
+    assert torch.allclose(d, e1)
+
+
+def test_unknown_rule_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown aggregation rule"):
+        aggregate([torch.ones(2)], "mean")

@@ -1,0 +1,115 @@
+"""StampPairer: approximate-time pairing under jitter, drops, reordering and a silent camera."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusion_perception.pairing import StampPairer
+
+MS = 1_000_000
+PERIOD = 33 * MS
+SLOP = 15 * MS
+
+
+def _feed(pairer: StampPairer, events: list[tuple[str, int]]) -> list[tuple[int, int]]:
+    out = []
+    for stream, stamp in events:
+        out += [(p.ir_stamp_ns, p.visible_stamp_ns) for p in pairer.push(stream, stamp, stamp)]
+    return out
+
+
+def test_jittered_streams_pair_every_frame_with_its_own_partner() -> None:
+    rng = np.random.default_rng(1)
+    base = np.arange(200) * PERIOD + 10**12
+    ir = base + rng.integers(-5 * MS, 5 * MS, base.size)
+    vis = base + rng.integers(-5 * MS, 5 * MS, base.size)
+    # arrival order also jitters: interleave by stamp plus transport noise
+    events = sorted([("ir", int(t)) for t in ir] + [("visible", int(t)) for t in vis],
+                    key=lambda e: e[1] + int(rng.integers(0, 8 * MS)))
+    pairer = StampPairer(SLOP, queue_size=5)
+    pairs = _feed(pairer, events)
+    assert pairs == list(zip(ir.tolist(), vis.tolist(), strict=True))[: len(pairs)]
+    assert len(pairs) >= 199  # the last frame may still wait for its partner
+    assert pairer.stats.max_abs_skew_ns <= 10 * MS
+    assert sum(pairer.stats.dropped(s) for s in ("ir", "visible")) == 0
+
+
+def test_dropped_frames_leave_their_partner_unpaired_and_counted() -> None:
+    stamps = [i * PERIOD for i in range(10)]
+    events = []
+    for i, t in enumerate(stamps):
+        if i != 3:
+            events.append(("ir", t))
+        if i != 6:
+            events.append(("visible", t + 2 * MS))
+    pairer = StampPairer(SLOP)
+    pairs = _feed(pairer, events)
+    assert [ir for ir, _ in pairs] == [t for i, t in enumerate(stamps) if i not in (3, 6)]
+    assert pairer.stats.unpaired == {"ir": 1, "visible": 1}
+
+
+def test_late_frame_does_not_steal_its_neighbours_partner() -> None:
+    # visible at 0 arrives only after IR 0 and IR 10 ms; slop 15 ms covers both, nearest wins
+    pairer = StampPairer(SLOP)
+    pairs = _feed(pairer, [("ir", 0), ("ir", 10 * MS), ("visible", 9 * MS)])
+    assert pairs == [(10 * MS, 9 * MS)]
+    assert pairer.stats.unpaired["ir"] == 1
+
+
+def test_out_of_order_frames_are_rejected_and_counted() -> None:
+    pairer = StampPairer(SLOP)
+    assert _feed(pairer, [("ir", 100 * MS), ("visible", 100 * MS)]) == [(100 * MS, 100 * MS)]
+    assert _feed(pairer, [("ir", 50 * MS), ("ir", 100 * MS)]) == []  # older, then duplicate
+    assert pairer.stats.out_of_order == {"ir": 2, "visible": 0}
+    assert _feed(pairer, [("ir", 133 * MS), ("visible", 134 * MS)]) == [(133 * MS, 134 * MS)]
+
+
+@pytest.mark.parametrize("silent", ["ir", "visible"])
+def test_silent_camera_bounds_the_other_queue_and_counts_overflow(silent: str) -> None:
+    live = "visible" if silent == "ir" else "ir"
+    pairer = StampPairer(SLOP, queue_size=4)
+    _feed(pairer, [(live, i * PERIOD) for i in range(10)])
+    assert pairer.pending(live) == 4
+    assert pairer.stats.overflow[live] == 6
+    # the silent camera comes back: stale frames go as unpaired, the matching one pairs
+    pairs = _feed(pairer, [(silent, 9 * PERIOD + MS)])
+    assert len(pairs) == 1 and pairer.stats.unpaired[live] == 3
+    assert pairer.stats.dropped(live) == 9
+
+
+def test_offset_beyond_slop_never_pairs() -> None:
+    # 10 Hz, IR 30 ms late: 30 ms from its own partner and 70 ms from the next one, both > slop
+    pairer = StampPairer(SLOP)
+    events = []
+    for i in range(20):
+        events += [("ir", i * 100 * MS + 2 * SLOP), ("visible", i * 100 * MS)]
+    assert _feed(pairer, events) == []
+    assert pairer.stats.paired == 0
+    assert pairer.stats.unpaired["ir"] + pairer.stats.unpaired["visible"] >= 38
+
+
+def test_offset_of_a_whole_period_pairs_with_the_neighbour() -> None:
+    # why the slop must stay below half a period: a 30 ms offset at 30 Hz pairs frame i with i+1
+    pairer = StampPairer(SLOP)
+    events = []
+    for i in range(5):
+        events += [("ir", i * PERIOD + 30 * MS), ("visible", i * PERIOD)]
+    assert [v - ir for ir, v in _feed(pairer, events)] == [3 * MS] * 4
+
+
+def test_reset_forgets_queues_but_keeps_counts() -> None:
+    pairer = StampPairer(SLOP)
+    _feed(pairer, [("ir", 10 * PERIOD), ("visible", 10 * PERIOD), ("ir", 11 * PERIOD)])
+    pairer.reset()
+    assert pairer.pending("ir") == 0 and pairer.stats.paired == 1
+    assert _feed(pairer, [("ir", 0), ("visible", 0)]) == [(0, 0)]  # time jumped back after a replay
+
+
+def test_invalid_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="slop_ns"):
+        StampPairer(-1)
+    with pytest.raises(ValueError, match="queue_size"):
+        StampPairer(SLOP, queue_size=0)
+    with pytest.raises(ValueError, match="stream"):
+        StampPairer(SLOP).push("depth", 0, None)  # type: ignore[arg-type]
