@@ -15,7 +15,10 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("fusion_perception.demo", "run the ROS 2 node pipeline on the bundled sample pairs"),
     "train": ("fusion_perception.training.cli", "train the network (bi-level dual-task or learnable loss)"),
-    "evaluate": ("fusion_perception.training.evaluate", "fusion metrics and detection mAP on an MSRS-layout folder"),
+    "evaluate": (
+        "fusion_perception.training.evaluate",
+        "fusion metrics and detection mAP on an MSRS-layout folder",
+    ),
     "export": ("fusion_perception.export.cli", "export a checkpoint to ONNX (fixed and dynamic shape)"),
     "build-engine": ("fusion_perception.export.engine_cli", "build a TensorRT engine from an ONNX file"),
     "bag": ("fusion_perception.bag.cli", "make, evaluate and play ROS 2 bags"),

@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.domain_id is not None:
         os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    # Fast DDS sends frames bigger than its 512 KiB shared-memory segment as UDP fragments; one lost
+    # fragment stalls a reliable stream until the next heartbeat (seconds). LARGE_DATA avoids that.
+    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     out = args.output
     for sub in ("fused", "overlay", "detections"):
         (out / sub).mkdir(parents=True, exist_ok=True)

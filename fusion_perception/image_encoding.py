@@ -43,7 +43,13 @@ ACCEPTED_ENCODINGS = tuple(_LAYOUTS)
 
 
 def decode_image(
-    *, encoding: str, height: int, width: int, step: int, is_bigendian: bool, data: bytes | bytearray | memoryview
+    *,
+    encoding: str,
+    height: int,
+    width: int,
+    step: int,
+    is_bigendian: bool,
+    data: bytes | bytearray | memoryview,
 ) -> np.ndarray:
     """Decode the fields of a sensor_msgs/Image into HxW (grey) or HxWx3 (BGR) array.
 
@@ -56,13 +62,17 @@ def decode_image(
     """
     layout = _LAYOUTS.get(encoding)
     if layout is None:
-        raise EncodingError(f"unsupported image encoding {encoding!r}; accepted: {', '.join(ACCEPTED_ENCODINGS)}")
+        raise EncodingError(
+            f"unsupported image encoding {encoding!r}; accepted: {', '.join(ACCEPTED_ENCODINGS)}"
+        )
     if height <= 0 or width <= 0:
         raise EncodingError(f"image size must be positive, got {width}x{height}")
     itemsize = np.dtype(layout.dtype).itemsize
     row_bytes = width * layout.channels * itemsize
     if step < row_bytes:
-        raise EncodingError(f"step {step} is shorter than one {encoding} row of {width} pixels ({row_bytes} bytes)")
+        raise EncodingError(
+            f"step {step} is shorter than one {encoding} row of {width} pixels ({row_bytes} bytes)"
+        )
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size != height * step:
         raise EncodingError(
@@ -92,10 +102,14 @@ def encode_image(image: np.ndarray, encoding: str | None = None) -> tuple[str, i
         elif image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
             encoding = "bgr8"
         if not encoding:
-            raise EncodingError(f"cannot pick an encoding for an array of shape {image.shape} and dtype {image.dtype}")
+            raise EncodingError(
+                f"cannot pick an encoding for an array of shape {image.shape} and dtype {image.dtype}"
+            )
     layout = _LAYOUTS.get(encoding)
     if layout is None:
-        raise EncodingError(f"unsupported image encoding {encoding!r}; accepted: {', '.join(ACCEPTED_ENCODINGS)}")
+        raise EncodingError(
+            f"unsupported image encoding {encoding!r}; accepted: {', '.join(ACCEPTED_ENCODINGS)}"
+        )
     expected_channels = 1 if layout.to_bgr is None else 3
     channels = 1 if image.ndim == 2 else image.shape[2]
     if image.dtype != layout.dtype or channels != expected_channels or layout.channels == 4:

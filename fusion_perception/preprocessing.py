@@ -61,7 +61,7 @@ class GainControl:
             raise ValueError(f"gain mode must be 'percentile' or 'fixed', got {self.mode!r}")
         if not self.high > self.low:
             raise ValueError(f"gain window needs high > low, got low={self.low} high={self.high}")
-        if self.mode == "percentile" and not (0.0 <= self.low and self.high <= 100.0):
+        if self.mode == "percentile" and not (self.low >= 0.0 and self.high <= 100.0):
             raise ValueError(f"percentiles must lie in [0, 100], got {self.low}, {self.high}")
         if self.subsample < 1:
             raise ValueError(f"subsample must be >= 1, got {self.subsample}")

@@ -21,10 +21,18 @@ BUNDLED_MODEL = REPO / "fusion_perception" / "assets" / "default.onnx"
 
 @pytest.fixture(scope="session", autouse=True)
 def ros_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Unique ROS_DOMAIN_ID (1..100) and ROS_LOG_DIR for this test session; restored afterwards."""
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_LOG_DIR")}
+    """Unique ROS_DOMAIN_ID (1..100) and ROS_LOG_DIR for this test session; restored afterwards.
+
+    Also FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (unless set): by default Fast DDS sends messages over
+    its 512 KiB shared-memory segment as UDP fragments, and under load a 921 kB best-effort frame
+    is then often lost whole (a reliable one stalls until the next heartbeat, seconds). LARGE_DATA
+    (shared memory with large segments + TCP) is the documented Fast DDS setting for camera data.
+    """
+    keys = ("ROS_DOMAIN_ID", "ROS_LOG_DIR", "FASTDDS_BUILTIN_TRANSPORTS")
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
     os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
+    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     yield {k: os.environ[k] for k in saved}
     for key, value in saved.items():
         if value is None:

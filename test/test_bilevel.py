@@ -50,8 +50,10 @@ def test_hypergradient_matches_analytic_and_finite_difference(seed: int) -> None
     for i in range(theta.numel()):
         e = torch.zeros_like(theta)
         e[i] = eps
-        fd[i] = (_upper(theta + e, _omega_star(theta + e, pr), pr)
-                 - _upper(theta - e, _omega_star(theta - e, pr), pr)) / (2 * eps)
+        fd[i] = (
+            _upper(theta + e, _omega_star(theta + e, pr), pr)
+            - _upper(theta - e, _omega_star(theta - e, pr), pr)
+        ) / (2 * eps)
     assert torch.allclose(h, fd, atol=1e-6, rtol=0)
     assert c != 0.0
 

@@ -12,14 +12,21 @@ from fusion_perception.training.config import load_config  # noqa: E402
 from fusion_perception.training.trainer import Trainer  # noqa: E402
 
 MSRS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msrs"
-needs_msrs = pytest.mark.skipif(not MSRS.is_dir(), reason="MSRS dataset (../shared/datasets/msrs) not present")
+needs_msrs = pytest.mark.skipif(
+    not MSRS.is_dir(), reason="MSRS dataset (../shared/datasets/msrs) not present"
+)
 
 
 def _tiny(tmp_path: Path, **over):
     base = {
         "data": {"msrs_root": str(MSRS), "batch_size": 2, "crop_width": 96, "crop_height": 64},
-        "steps": 4, "warmup_steps": 0, "upper_every": 1, "out_dir": str(tmp_path / "run"),
-        "threads": 1, "log_every": 1, "checkpoint_every": 2,
+        "steps": 4,
+        "warmup_steps": 0,
+        "upper_every": 1,
+        "out_dir": str(tmp_path / "run"),
+        "threads": 1,
+        "log_every": 1,
+        "checkpoint_every": 2,
     }
     for key, value in over.items():
         if isinstance(value, dict):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..runtime.model_info import INPUT_NAMES, METADATA_KEY, OUTPUT_NAMES
 from ..models.deployed import DeployedModel
+from ..runtime.model_info import INPUT_NAMES, METADATA_KEY, OUTPUT_NAMES
 
 __all__ = ["export_onnx"]
 
@@ -56,8 +56,14 @@ def export_onnx(model: DeployedModel, path: Path | str, *, dynamic: bool = False
     tmp = path.with_suffix(path.suffix + ".tmp")
     with torch.no_grad():
         torch.onnx.export(
-            model, (ir, vis), str(tmp), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            model,
+            (ir, vis),
+            str(tmp),
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
         )
     proto = onnx.load(str(tmp))
     meta = proto.metadata_props.add()
@@ -66,6 +72,11 @@ def export_onnx(model: DeployedModel, path: Path | str, *, dynamic: bool = False
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp))
     tmp.replace(path)
-    log.info("export onnx: %s (%.1f KiB, %s, %.1f s)", path, path.stat().st_size / 1024,
-             "dynamic H/W" if dynamic else f"fixed {w}x{h}", time.perf_counter() - t0)
+    log.info(
+        "export onnx: %s (%.1f KiB, %s, %.1f s)",
+        path,
+        path.stat().st_size / 1024,
+        "dynamic H/W" if dynamic else f"fixed {w}x{h}",
+        time.perf_counter() - t0,
+    )
     return path

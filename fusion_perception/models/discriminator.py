@@ -18,8 +18,10 @@ class PixelDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 3, width: int = 32) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, width, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, width, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(in_channels, width, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, width, 1),
+            nn.LeakyReLU(0.2),
             nn.Conv2d(width, 1, 1),
         )
 

@@ -56,7 +56,9 @@ class GuidedFusionNet(nn.Module):
         with torch.no_grad():
             self.coeffs.bias.copy_(torch.tensor([0.5, 0.5, 0.0]))
         self.refine = (
-            nn.Sequential(nn.Conv2d(3, refine_width, 3, padding=1), nn.ReLU(), nn.Conv2d(refine_width, 1, 3, padding=1))
+            nn.Sequential(
+                nn.Conv2d(3, refine_width, 3, padding=1), nn.ReLU(), nn.Conv2d(refine_width, 1, 3, padding=1)
+            )
             if refine_width
             else None
         )
@@ -70,7 +72,9 @@ class GuidedFusionNet(nn.Module):
         # Local contrast of each source tells the branch where detail lives.
         contrast = (low - F.avg_pool2d(low, 3, 1, 1)).abs()
         feats = self.blocks(self.head(torch.cat((low, contrast), dim=1)))
-        a, b, c = F.interpolate(self.coeffs(feats), size=ir.shape[-2:], mode="bilinear", align_corners=False).unbind(1)
+        a, b, c = F.interpolate(
+            self.coeffs(feats), size=ir.shape[-2:], mode="bilinear", align_corners=False
+        ).unbind(1)
         fused = a.unsqueeze(1) * ir + b.unsqueeze(1) * vis_y + c.unsqueeze(1)
         if self.refine is not None:
             fused = fused + self.refine(torch.cat((ir, vis_y, fused), dim=1))

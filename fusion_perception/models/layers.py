@@ -10,7 +10,9 @@ __all__ = ["ConvBNAct", "SeparableBlock"]
 class ConvBNAct(nn.Sequential):
     """k x k convolution, batch norm, ReLU (BN folds into the conv at export)."""
 
-    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> None:
+    def __init__(
+        self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True
+    ) -> None:
         super().__init__(
             nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
             nn.BatchNorm2d(cout),

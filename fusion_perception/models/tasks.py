@@ -27,7 +27,9 @@ class Backbone(nn.Module):
         self.stem = ConvBNAct(3, w0, 3, 2)
         self.stage4 = nn.Sequential(SeparableBlock(w0, w1, 2), SeparableBlock(w1, w1))
         self.stage8 = nn.Sequential(SeparableBlock(w1, w2, 2), SeparableBlock(w2, w2), SeparableBlock(w2, w2))
-        self.stage16 = nn.Sequential(SeparableBlock(w2, w3, 2), SeparableBlock(w3, w3), SeparableBlock(w3, w3))
+        self.stage16 = nn.Sequential(
+            SeparableBlock(w2, w3, 2), SeparableBlock(w3, w3), SeparableBlock(w3, w3)
+        )
         self.widths = (w1, w2, w3)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -8,6 +8,8 @@ vision_msgs intends, and ids stay stable when a model renames a class.
 
 from __future__ import annotations
 
+import array
+
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -54,7 +56,9 @@ def array_to_image(image: np.ndarray, header: Header, encoding: str | None = Non
     """Array -> sensor_msgs/Image carrying ``header`` (mono8, mono16 or bgr8 picked from the array)."""
     enc, height, width, step, data = encode_image(image, encoding)
     msg = Image(header=header, height=height, width=width, encoding=enc, is_bigendian=0, step=step)
-    msg.data = data
+    # An array.array('B') is stored as is; other sequences are converted, and with
+    # ROS_PYTHON_CHECK_FIELDS=1 also checked element by element in Python (~1 M ints per frame).
+    msg.data = array.array("B", data)
     return msg
 
 
@@ -95,7 +99,8 @@ def status_to_msg(status: Status, name: str, hardware_id: str, stamp: Time) -> D
 
 
 def timing_to_msg(timings_ms: dict[str, float], header: Header) -> DiagnosticArray:
-    """Per-frame pipeline milliseconds, stamped with the frame's header (so receivers match by stamp)."""
+    """Per-frame milliseconds (pipeline stages; the node's queue wait and receipt -> published total),
+    stamped with the frame's header so receivers match them by stamp."""
     status = DiagnosticStatus(level=DiagnosticStatus.OK, name="pipeline_ms")
     status.values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in timings_ms.items()]
     return DiagnosticArray(header=header, status=[status])

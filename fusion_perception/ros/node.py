@@ -13,6 +13,7 @@ one-slot worker (see :mod:`.worker`) that runs the pipeline and publishes.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,7 +64,7 @@ from .worker import LatestWorker
 
 __all__ = ["FusionPerceptionNode", "main"]
 
-Frame = tuple[Header, Any]  # (header, decoded array)
+Frame = tuple[Header, Any, float]  # (header, decoded array, perf_counter() at receipt)
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
           tuple: ParameterType.PARAMETER_DOUBLE_ARRAY}
@@ -267,7 +268,8 @@ class FusionPerceptionNode(LifecycleNode):
             self.stats.drop(stream, reason, str(err))
             self.get_logger().warn(f"{stream} frame dropped: {err}", throttle_duration_sec=5.0)
             return
-        pairs = self._pairer.push(stream, stamp_to_ns(msg.header.stamp), (msg.header, image))
+        frame = (msg.header, image, time.perf_counter())
+        pairs = self._pairer.push(stream, stamp_to_ns(msg.header.stamp), frame)
         self.stats.drops_from_pairer(self._pairer.stats, self._pairer_seen)
         for pair in pairs:
             if self._worker.submit(pair):
@@ -278,7 +280,8 @@ class FusionPerceptionNode(LifecycleNode):
         pipeline, settings, pubs = self._pipeline, self._settings, self._pubs
         if pipeline is None or settings is None:
             return
-        (header, visible), (_, ir) = pair.visible, pair.ir
+        (header, visible, t_vis), (_, ir, t_ir) = pair.visible, pair.ir
+        t_start = time.perf_counter()
         result = pipeline(ir, visible)
         pubs["fused"].publish(array_to_image(result.fused_bgr, header, "bgr8"))
         pubs["labels"].publish(array_to_image(result.labels, header, "mono8"))
@@ -286,7 +289,10 @@ class FusionPerceptionNode(LifecycleNode):
             pubs["overlay"].publish(array_to_image(pipeline.segmentation_overlay(result), header, "bgr8"))
         pubs["detections"].publish(detections_to_msg(result.detections, header))
         if settings.publish_timing:
-            pubs["timing"].publish(timing_to_msg(result.timings_ms, header))
+            t_received = max(t_vis, t_ir)  # the pair existed from its second frame on
+            node_ms = {"queue_wait": (t_start - t_received) * 1e3,
+                       "node_total": (time.perf_counter() - t_received) * 1e3}
+            pubs["timing"].publish(timing_to_msg({**result.timings_ms, **node_ms}, header))
         age_ns = self.get_clock().now().nanoseconds - stamp_to_ns(header.stamp)
         self.stats.output(result.timings_ms["total"], age_ns / 1e6)
 

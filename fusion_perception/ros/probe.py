@@ -28,28 +28,24 @@ from .params import SPECS
 
 __all__ = ["OutputCollector", "PairPublisher", "Received", "sample_pairs", "spin_until"]
 
-_BUNDLED_SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
-_MSRS = Path("/work/shared/datasets/msrs")
+SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
 
 
 def sample_pairs(limit: int | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, IR uint8 HxW, visible uint8 HxWx3 BGR) from the bundled samples, else the MSRS folder.
+    """(name, IR uint8 HxW, visible uint8 HxWx3 BGR) from the bundled ``assets/samples/<name>/{ir,vi}.png``.
 
     Raises:
-        FileNotFoundError: neither the bundled samples nor the MSRS folder exist.
+        FileNotFoundError: no samples are bundled, or one of their files is unreadable.
     """
-    if _BUNDLED_SAMPLES.is_dir() and any(_BUNDLED_SAMPLES.glob("*/ir.png")):
-        dirs = sorted(d for d in _BUNDLED_SAMPLES.iterdir() if d.is_dir())
-        files = [(d.name, d / "ir.png", d / "vi.png") for d in dirs]
-    elif (_MSRS / "ir").is_dir():
-        files = [(p.stem, p, _MSRS / "vi" / p.name) for p in sorted((_MSRS / "ir").glob("*.png"))]
-    else:
-        raise FileNotFoundError(f"no sample pairs: neither {_BUNDLED_SAMPLES} nor {_MSRS} exist")
-    for name, ir_path, vi_path in files[:limit]:
-        ir, vi = cv2.imread(str(ir_path), cv2.IMREAD_UNCHANGED), cv2.imread(str(vi_path), cv2.IMREAD_COLOR)
+    dirs = sorted(d for d in SAMPLES.glob("*") if (d / "ir.png").is_file()) if SAMPLES.is_dir() else []
+    if not dirs:
+        raise FileNotFoundError(f"no sample pairs under {SAMPLES}")
+    for d in dirs[:limit]:
+        ir = cv2.imread(str(d / "ir.png"), cv2.IMREAD_UNCHANGED)
+        vi = cv2.imread(str(d / "vi.png"), cv2.IMREAD_COLOR)
         if ir is None or vi is None:
-            raise FileNotFoundError(f"cannot read sample pair {ir_path} / {vi_path}")
-        yield name, np.ascontiguousarray(to_gray(ir)), vi
+            raise FileNotFoundError(f"cannot read sample pair {d}/ir.png + vi.png")
+        yield d.name, np.ascontiguousarray(to_gray(ir)), vi
 
 
 def spin_until(executor: Executor, done: Callable[[], bool], timeout_s: float) -> bool:

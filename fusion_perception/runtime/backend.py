@@ -57,7 +57,9 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: Path | str, *, threads: int = 0, providers: list[str] | None = None) -> None:
+    def __init__(
+        self, model_path: Path | str, *, threads: int = 0, providers: list[str] | None = None
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:  # pragma: no cover - onnxruntime is a runtime requirement
@@ -71,6 +73,9 @@ class OnnxRuntimeBackend:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # ORT's pool threads spin after each op by default; in the node they would steal the two
+        # cores from the executor thread receiving images and from publishing the outputs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
@@ -79,7 +84,9 @@ class OnnxRuntimeBackend:
             raise ModelFormatError(f"ONNX Runtime cannot load {path}: {err}") from err
         meta = self._session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
-            raise ModelFormatError(f"{path} has no '{METADATA_KEY}' metadata; export it with fusion-perception")
+            raise ModelFormatError(
+                f"{path} has no '{METADATA_KEY}' metadata; export it with fusion-perception"
+            )
         self.info = ModelInfo.from_json(meta[METADATA_KEY], source=str(path))
         inputs = tuple(i.name for i in self._session.get_inputs())
         outputs = {o.name for o in self._session.get_outputs()}

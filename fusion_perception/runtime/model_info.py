@@ -43,12 +43,27 @@ FORMAT_VERSION = 1
 
 #: MSRS / MFNet segmentation classes (class id = index).
 MSRS_SEG_CLASSES = (
-    "unlabelled", "car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump",
+    "unlabelled",
+    "car",
+    "person",
+    "bike",
+    "curve",
+    "car_stop",
+    "guardrail",
+    "color_cone",
+    "bump",
 )
 #: MSRS palette, RGB per class id (datasets/README.md); unlabelled is black.
 MSRS_SEG_PALETTE = (
-    (0, 0, 0), (64, 0, 128), (64, 64, 0), (0, 128, 192), (0, 0, 192),
-    (128, 128, 0), (64, 64, 128), (192, 128, 128), (192, 64, 0),
+    (0, 0, 0),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
+    (0, 0, 192),
+    (128, 128, 0),
+    (64, 64, 128),
+    (192, 128, 128),
+    (192, 64, 0),
 )
 
 

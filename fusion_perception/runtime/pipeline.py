@@ -115,7 +115,9 @@ class Pipeline:
         )
         t3 = time.perf_counter()
         result.timings_ms.update(
-            preprocess=(t1 - t0) * 1e3, inference=(t2 - t1) * 1e3, postprocess=(t3 - t2) * 1e3,
+            preprocess=(t1 - t0) * 1e3,
+            inference=(t2 - t1) * 1e3,
+            postprocess=(t3 - t2) * 1e3,
             total=(t3 - t0) * 1e3,
         )
         return result

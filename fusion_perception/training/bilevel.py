@@ -39,13 +39,22 @@ __all__ = ["AGGREGATORS", "aggregate", "flat_grad", "hypergradient", "min_norm_w
 def flat_grad(loss: Tensor, params: Sequence[Tensor], *, retain_graph: bool = True) -> Tensor:
     """Gradient of ``loss`` w.r.t. ``params`` as one flat vector (zeros where a param is unused)."""
     grads = torch.autograd.grad(loss, list(params), retain_graph=retain_graph, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                      for g, p in zip(grads, params, strict=True)])
+    return torch.cat(
+        [
+            (g if g is not None else torch.zeros_like(p)).reshape(-1)
+            for g, p in zip(grads, params, strict=True)
+        ]
+    )
 
 
 def hypergradient(
-    upper: Tensor, lower: Tensor, theta: Sequence[Tensor], omega: Sequence[Tensor], *,
-    scale: float = 1.0, eps: float = 1e-12,
+    upper: Tensor,
+    lower: Tensor,
+    theta: Sequence[Tensor],
+    omega: Sequence[Tensor],
+    *,
+    scale: float = 1.0,
+    eps: float = 1e-12,
 ) -> tuple[Tensor, float]:
     """First-order hypergradient of ``upper`` F(θ, ω) through a lower problem with loss ``lower`` f.
 
@@ -104,7 +113,9 @@ def min_norm_weights(grads: Sequence[Tensor]) -> Tensor:
     return best.to(grads[0].dtype)
 
 
-def aggregate(grads: Sequence[Tensor], rule: str, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def aggregate(
+    grads: Sequence[Tensor], rule: str, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """Combine per-module hypergradients; returns (combined vector, weights used)."""
     if not grads:
         raise ValueError("aggregate needs at least one gradient")

@@ -34,8 +34,14 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fusion-perception train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, help="YAML config (defaults: TrainConfig)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set steps=100 --set data.batch_size=4")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set steps=100 --set data.batch_size=4",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (overrides the config)")
     parser.add_argument("--seed", type=int, help="random seed (overrides the config)")

@@ -85,8 +85,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first out-of-range value."""
-        choices = {"scheme": ("bilevel", "plain"), "aggregation": ("random", "normalized", "min_norm"),
-                   "input_modality": ("fused", "ir", "visible")}
+        choices = {
+            "scheme": ("bilevel", "plain"),
+            "aggregation": ("random", "normalized", "min_norm"),
+            "input_modality": ("fused", "ir", "visible"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -98,7 +101,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         d = self.data
         if d.crop_width % 32 or d.crop_height % 32 or d.crop_width <= 0 or d.crop_height <= 0:
-            raise ValueError(f"crop size must be positive multiples of 32, got {d.crop_width}x{d.crop_height}")
+            raise ValueError(
+                f"crop size must be positive multiples of 32, got {d.crop_width}x{d.crop_height}"
+            )
         if d.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {d.batch_size}")
         for f in fields(self.loss):

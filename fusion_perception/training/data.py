@@ -72,7 +72,9 @@ def _upscale_to(ir: np.ndarray, vis: np.ndarray, size: tuple[int, int]) -> tuple
     if factor <= 1.0:
         return ir, vis
     new = (int(np.ceil(w * factor)), int(np.ceil(h * factor)))
-    return cv2.resize(ir, new, interpolation=cv2.INTER_LINEAR), cv2.resize(vis, new, interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(ir, new, interpolation=cv2.INTER_LINEAR), cv2.resize(
+        vis, new, interpolation=cv2.INTER_LINEAR
+    )
 
 
 def find_pairs(root: Path, names: list[str] | None = None) -> list[tuple[str, Path, Path]]:
@@ -81,9 +83,16 @@ def find_pairs(root: Path, names: list[str] | None = None) -> list[tuple[str, Pa
     for sub in ("ir", "vi"):
         if not (root / sub).is_dir():
             raise DatasetError(f"{root} has no {sub}/ folder (expected ir/ and vi/ with matching file names)")
-    index = {sub: {p.stem: p for p in sorted((root / sub).iterdir()) if p.suffix.lower() in IMAGE_EXTS}
-             for sub in ("ir", "vi")}
-    stems = names if names is not None else sorted(index["ir"].keys() & index["vi"].keys())
+    index = {
+        sub: {p.stem: p for p in sorted((root / sub).iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+        for sub in ("ir", "vi")
+    }
+    if names is None:
+        unmatched = sorted(index["ir"].keys() ^ index["vi"].keys())
+        if unmatched:
+            where = [f"{root / ('vi' if s in index['ir'] else 'ir')}/{s}.*" for s in unmatched[:5]]
+            raise DatasetError(f"{len(unmatched)} image(s) lack a partner, e.g. missing {', '.join(where)}")
+    stems = names if names is not None else sorted(index["ir"].keys())
     pairs = []
     for stem in stems:
         if stem not in index["ir"] or stem not in index["vi"]:
@@ -108,7 +117,7 @@ def box_derived_mask(boxes: np.ndarray, classes: np.ndarray, size: tuple[int, in
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     for i in np.argsort(-areas):
         x1, y1, x2, y2 = np.round(boxes[i]).astype(int)
-        mask[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = DET_TO_SEG[classes[i]]
+        mask[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = DET_TO_SEG[classes[i]]
     return mask
 
 
@@ -123,8 +132,13 @@ class PairFolder(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, root: Path | str, names: list[str] | None = None, *, labelled: bool = True,
-        crop: tuple[int, int] | None = None, seed: int = 0,
+        self,
+        root: Path | str,
+        names: list[str] | None = None,
+        *,
+        labelled: bool = True,
+        crop: tuple[int, int] | None = None,
+        seed: int = 0,
     ) -> None:
         self.root = Path(root)
         self.pairs = find_pairs(self.root, names)
@@ -184,8 +198,15 @@ class PairFolder(torch.utils.data.Dataset):
         sample = self._cache[index]
         if self.crop is not None:
             sample = random_crop_flip(sample, self.crop, self.rng)
-        return Sample(sample.name, sample.ir.float(), sample.visible.float(), sample.boxes, sample.classes,
-                      sample.seg, sample.seg_source)
+        return Sample(
+            sample.name,
+            sample.ir.float(),
+            sample.visible.float(),
+            sample.boxes,
+            sample.classes,
+            sample.seg,
+            sample.seg_source,
+        )
 
 
 def random_crop_flip(
@@ -199,15 +220,22 @@ def random_crop_flip(
     cw, ch = min(size[0], w), min(size[1], h)
     x0 = int(rng.integers(0, w - cw + 1))
     y0 = int(rng.integers(0, h - ch + 1))
-    ir = sample.ir[:, y0:y0 + ch, x0:x0 + cw]
-    vis = sample.visible[:, y0:y0 + ch, x0:x0 + cw]
-    seg = sample.seg[y0:y0 + ch, x0:x0 + cw]
+    ir = sample.ir[:, y0 : y0 + ch, x0 : x0 + cw]
+    vis = sample.visible[:, y0 : y0 + ch, x0 : x0 + cw]
+    seg = sample.seg[y0 : y0 + ch, x0 : x0 + cw]
     boxes, classes = sample.boxes, sample.classes
     if len(boxes):
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         shifted = boxes - torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
-        clipped = torch.stack((shifted[:, 0].clamp(0, cw), shifted[:, 1].clamp(0, ch),
-                               shifted[:, 2].clamp(0, cw), shifted[:, 3].clamp(0, ch)), dim=1)
+        clipped = torch.stack(
+            (
+                shifted[:, 0].clamp(0, cw),
+                shifted[:, 1].clamp(0, ch),
+                shifted[:, 2].clamp(0, cw),
+                shifted[:, 3].clamp(0, ch),
+            ),
+            dim=1,
+        )
         kept_area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
         keep = kept_area >= min_visible * area.clamp(min=1e-6)
         boxes, classes = clipped[keep], classes[keep]

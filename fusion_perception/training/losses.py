@@ -109,15 +109,16 @@ def fcos_targets(
     """
     points = torch.from_numpy(anchor_points(size[0], size[1], tuple(strides)).copy()).to(boxes.device)
     counts = [(-(-size[1] // s)) * (-(-size[0] // s)) for s in strides]
-    stride_of = torch.cat([torch.full((n,), float(s), device=boxes.device) for n, s in zip(counts, strides,
-                                                                                              strict=True)])
+    stride_of = torch.cat(
+        [torch.full((n,), float(s), device=boxes.device) for n, s in zip(counts, strides, strict=True)]
+    )
     assign = torch.full((points.shape[0],), -1, dtype=torch.long, device=boxes.device)
     if boxes.shape[0] == 0:
         return assign, stride_of
     x, y = points[:, 0:1], points[:, 1:2]
-    l, t = x - boxes[None, :, 0], y - boxes[None, :, 1]
-    r, b = boxes[None, :, 2] - x, boxes[None, :, 3] - y
-    ltrb = torch.stack((l, t, r, b), dim=-1)
+    ltrb = torch.stack(
+        (x - boxes[None, :, 0], y - boxes[None, :, 1], boxes[None, :, 2] - x, boxes[None, :, 3] - y), dim=-1
+    )
     inside = ltrb.min(dim=-1).values > 0
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     rad = radius * stride_of[:, None]
@@ -158,8 +159,10 @@ def detection_loss(
         pos_box.append(gt)
         tl = torch.stack((p[:, 0] - gt[:, 0], p[:, 1] - gt[:, 1]), 1)
         br = torch.stack((gt[:, 2] - p[:, 0], gt[:, 3] - p[:, 1]), 1)
-        ctr = torch.sqrt((torch.minimum(tl[:, 0], br[:, 0]) / torch.maximum(tl[:, 0], br[:, 0]))
-                         * (torch.minimum(tl[:, 1], br[:, 1]) / torch.maximum(tl[:, 1], br[:, 1])))
+        ctr = torch.sqrt(
+            (torch.minimum(tl[:, 0], br[:, 0]) / torch.maximum(tl[:, 0], br[:, 0]))
+            * (torch.minimum(tl[:, 1], br[:, 1]) / torch.maximum(tl[:, 1], br[:, 1]))
+        )
         pos_ctr.append(ctr.clamp(0, 1))
         pos_ctr_logit.append(raw[i, pos, 4])
     num_pos = max(sum(len(b) for b in pos_box), 1)
@@ -172,15 +175,18 @@ def detection_loss(
     if not pos_box:
         return loss_cls
     ctr_t = torch.cat(pos_ctr)
-    loss_box = (_giou_loss(torch.cat(pos_pred), torch.cat(pos_box)) * ctr_t).sum() / ctr_t.sum().clamp(min=1e-6)
+    loss_box = (_giou_loss(torch.cat(pos_pred), torch.cat(pos_box)) * ctr_t).sum() / ctr_t.sum().clamp(
+        min=1e-6
+    )
     loss_ctr = F.binary_cross_entropy_with_logits(torch.cat(pos_ctr_logit), ctr_t)
     return loss_cls + loss_box + loss_ctr
 
 
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """The critic's own loss: target images are real (1), fused images fake (0)."""
-    return F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + \
-        F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return F.binary_cross_entropy_with_logits(
+        real_logits, torch.ones_like(real_logits)
+    ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
 
 def generator_adversarial_loss(fake_logits: Tensor) -> Tensor:

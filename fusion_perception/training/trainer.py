@@ -76,10 +76,13 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
         root = Path(config.data.msrs_root)
         crop = (config.data.crop_width, config.data.crop_height)
-        self.train_set = PairFolder(root, read_split(root, config.data.train_split), crop=crop,
-                                    seed=config.seed + 17 * self.rank)
-        self.extra_sets = [PairFolder(p, labelled=False, crop=crop, seed=config.seed + i)
-                           for i, p in enumerate(config.data.extra_pair_roots)]
+        self.train_set = PairFolder(
+            root, read_split(root, config.data.train_split), crop=crop, seed=config.seed + 17 * self.rank
+        )
+        self.extra_sets = [
+            PairFolder(p, labelled=False, crop=crop, seed=config.seed + i)
+            for i, p in enumerate(config.data.extra_pair_roots)
+        ]
         self.out_dir = Path(config.out_dir)
         self.history: list[dict[str, float]] = []
 
@@ -148,7 +151,9 @@ class Trainer:
         l_f, terms = fusion_loss(fused, ir, vis[:, :1], cfg.loss)
         for extra in self.extra_sets:
             e = self._batch(extra)
-            l_e, _ = fusion_loss(self.fusion(e["ir"], e["visible"][:, :1]), e["ir"], e["visible"][:, :1], cfg.loss)
+            l_e, _ = fusion_loss(
+                self.fusion(e["ir"], e["visible"][:, :1]), e["ir"], e["visible"][:, :1], cfg.loss
+            )
             l_f = l_f + l_e / len(self.extra_sets)
         grad = flat_grad(l_f, theta)
         logs = {"fusion": float(l_f), **terms}
@@ -158,11 +163,14 @@ class Trainer:
             fused_v = self.fusion(held["ir"], held["visible"][:, :1])
             self.tasks.eval()  # BN statistics are the lower level's, not perturbed by the probe
             seg_t, det_t = self._task_losses(modality_input("fused", ir, vis, fused), batch)
-            seg_v, det_v = self._task_losses(modality_input("fused", held["ir"], held["visible"], fused_v), held)
+            seg_v, det_v = self._task_losses(
+                modality_input("fused", held["ir"], held["visible"], fused_v), held
+            )
             real = _critic_input(intensity_target(ir, vis[:, :1], cfg.loss.intensity_target), vis)
             d_lower = discriminator_loss(self.disc(real), self.disc(_critic_input(fused, vis)))
             d_upper = cfg.loss.adversarial * generator_adversarial_loss(
-                self.disc(_critic_input(fused_v, held["visible"])))
+                self.disc(_critic_input(fused_v, held["visible"]))
+            )
             tasks_params = list(self.tasks.backbone.parameters())
             modules = {
                 "seg": (seg_v, seg_t, tasks_params + list(self.tasks.seg.parameters())),
@@ -182,7 +190,7 @@ class Trainer:
         offset = 0
         for p in theta:
             n = p.numel()
-            p.grad = grad[offset:offset + n].view_as(p).clone()
+            p.grad = grad[offset : offset + n].view_as(p).clone()
             offset += n
         torch.nn.utils.clip_grad_norm_(theta, 1.0)
         self.opt_fusion.step()
@@ -201,26 +209,41 @@ class Trainer:
     # ---------------------------------------------------------------- state
     def model_info(self) -> ModelInfo:
         cfg = self.cfg
-        return ModelInfo(training={
-            "scheme": cfg.scheme, "aggregation": cfg.aggregation, "input_modality": cfg.input_modality,
-            "steps": self.step, "seed": cfg.seed, "data": "MSRS train split (270 pairs)",
-            "seg_labels": "BDLFusion predictions (weak) where present, else box-derived masks",
-        })
+        return ModelInfo(
+            training={
+                "scheme": cfg.scheme,
+                "aggregation": cfg.aggregation,
+                "input_modality": cfg.input_modality,
+                "steps": self.step,
+                "seed": cfg.seed,
+                "data": "MSRS train split (270 pairs)",
+                "seg_labels": "BDLFusion predictions (weak) where present, else box-derived masks",
+            }
+        )
 
     def deployed(self) -> DeployedModel:
         return DeployedModel(self.fusion, self.tasks, self.model_info()).eval()
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "fusion": self.fusion.state_dict(), "tasks": self.tasks.state_dict(), "disc": self.disc.state_dict(),
-            "opt_fusion": self.opt_fusion.state_dict(), "opt_tasks": self.opt_tasks.state_dict(),
-            "opt_disc": self.opt_disc.state_dict(), "sched_tasks": self.sched_tasks.state_dict(),
-            "step": self.step, "config": self.cfg.to_dict(), "info": self.model_info().to_json(),
+            "fusion": self.fusion.state_dict(),
+            "tasks": self.tasks.state_dict(),
+            "disc": self.disc.state_dict(),
+            "opt_fusion": self.opt_fusion.state_dict(),
+            "opt_tasks": self.opt_tasks.state_dict(),
+            "opt_disc": self.opt_disc.state_dict(),
+            "sched_tasks": self.sched_tasks.state_dict(),
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "info": self.model_info().to_json(),
             "model_config": {"fusion": dict(self.cfg.model.fusion), "tasks": dict(self.cfg.model.tasks)},
-            "rng": {"gen": self.gen.get_state(), "torch": torch.get_rng_state(),
-                    "numpy": self.train_set.rng.bit_generator.state,
-                    "extra": [s.rng.bit_generator.state for s in self.extra_sets],
-                    "python": random.getstate()},
+            "rng": {
+                "gen": self.gen.get_state(),
+                "torch": torch.get_rng_state(),
+                "numpy": self.train_set.rng.bit_generator.state,
+                "extra": [s.rng.bit_generator.state for s in self.extra_sets],
+                "python": random.getstate(),
+            },
             "history": self.history,
         }
 
@@ -275,10 +298,16 @@ class Trainer:
                         for key, value in logs.items():
                             writer.add_scalar(key, value, self.step)
                     if bar is not None:
-                        bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k in ("fusion", "seg", "det")})
+                        bar.set_postfix(
+                            {k: f"{v:.3f}" for k, v in logs.items() if k in ("fusion", "seg", "det")}
+                        )
                     elif self.rank == 0:
-                        log.info("step %d/%d %s", self.step, cfg.steps,
-                                 " ".join(f"{k}={v:.4g}" for k, v in logs.items()))
+                        log.info(
+                            "step %d/%d %s",
+                            self.step,
+                            cfg.steps,
+                            " ".join(f"{k}={v:.4g}" for k, v in logs.items()),
+                        )
                 if bar is not None:
                     bar.update(1)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
@@ -296,4 +325,3 @@ def init_distributed() -> None:
         dist.init_process_group(backend)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-

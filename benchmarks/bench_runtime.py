@@ -1,0 +1,183 @@
+"""CPU runtime benchmark at 640x480: backend.infer alone, Pipeline (pre + infer + post), whole node over DDS.
+
+    .venv/bin/python benchmarks/bench_runtime.py                 # short run (defaults)
+    .venv/bin/python benchmarks/bench_runtime.py --iterations 300 --graph-pairs 600 --rate 30
+
+The graph stage starts the real node (subprocess: its own GIL, as on a robot), publishes real MSRS
+pairs at ``--rate`` from this process and collects every output. Latency there is stamp -> last
+output received; "node overhead" is that latency minus ``backend.infer`` (so it contains decode,
+pairing, pre/post-processing, encoding and both DDS hops), and "excl. DDS" uses the node's own
+receipt -> published time (``node_total`` on its ``~/timing`` topic) instead. Pairs the node
+skipped because it was still busy (its keep-newest policy) show as ``busy`` drops. Prints a table
+and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _stats(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms, float)
+    return {"n": int(a.size), "p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
+            "mean_ms": float(a.mean()), "fps": float(1e3 / a.mean())}
+
+
+def bench_backend_and_pipeline(model: Path, threads: int, iterations: int, warmup: int) -> dict[str, Any]:
+    from fusion_perception.ros.probe import sample_pairs
+    from fusion_perception.runtime.backend import OnnxRuntimeBackend
+    from fusion_perception.runtime.pipeline import Pipeline
+
+    backend = OnnxRuntimeBackend(model, threads=threads)
+    pipeline = Pipeline(backend)
+    pairs = [(ir, vi) for _, ir, vi in sample_pairs(4)]
+    prepared = [pipeline.prepare(ir, vi) for ir, vi in pairs]
+    infer_ms, pipe_ms, parts = [], [], {"preprocess": [], "inference": [], "postprocess": []}
+    for i in range(warmup + iterations):
+        p = prepared[i % len(prepared)]
+        t0 = time.perf_counter()
+        backend.infer(p.ir, p.visible)
+        if i >= warmup:
+            infer_ms.append((time.perf_counter() - t0) * 1e3)
+    for i in range(warmup + iterations):
+        ir, vi = pairs[i % len(pairs)]
+        result = pipeline(ir, vi)
+        if i >= warmup:
+            pipe_ms.append(result.timings_ms["total"])
+            for k in parts:
+                parts[k].append(result.timings_ms[k])
+    backend.close()
+    return {"backend_infer": _stats(infer_ms), "pipeline": _stats(pipe_ms),
+            "pipeline_parts_p50_ms": {k: float(np.median(v)) for k, v in parts.items()},
+            "input_size": list(backend.info.input_size)}
+
+
+def bench_graph(model: Path, threads: int, pairs: int, rate: float, infer_p50_ms: float,
+                log: Path) -> dict[str, Any]:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from fusion_perception.ros.probe import OutputCollector, PairPublisher, sample_pairs, spin_until
+
+    cmd = [sys.executable, "-m", "fusion_perception.ros.node", "--ros-args",
+           "-r", "__node:=fusion_perception", "-p", f"model_file_path:={model}", "-p", f"threads:={threads}",
+           "-p", "input_qos:=reliable", "-p", "publish_timing:=true", "-p", "diagnostics_period_s:=0.5"]
+    node = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    rclpy.init()
+    executor = SingleThreadedExecutor()
+    pub, col = PairPublisher(reliable=True), OutputCollector(timing=True)
+    executor.add_node(pub)
+    executor.add_node(col)
+    try:
+        if not spin_until(executor, lambda: pub.matched() and len(col.label_info) == 2, 60.0):
+            raise RuntimeError(f"node did not become active; see {log}")
+        samples = [(ir, vi) for _, ir, vi in sample_pairs(4)]
+        for ir, vi in samples[:2]:  # warm-up, lockstep
+            s = pub.publish_pair(ir, vi)
+            spin_until(executor, lambda s=s: col.complete(s, col.KEYS), 10.0)
+        keys = (*col.KEYS, "timing")
+        stamps, t_start, next_t = [], time.monotonic(), time.monotonic()
+        for i in range(pairs):
+            spin_until(executor, lambda t=next_t: time.monotonic() >= t, 1.0)
+            stamps.append(pub.publish_pair(*samples[i % len(samples)]))
+            next_t += 1.0 / rate
+        send_s = time.monotonic() - t_start
+        spin_until(executor, lambda: all(col.complete(s, keys) for s in stamps), 5.0)
+        spin_until(executor, lambda: False, 1.0)
+        done = [col.by_stamp[s] for s in stamps if col.complete(s, keys)]
+        last_rx = max((max(t for _, t in r.messages.values()) for r in done), default=0)
+        e2e = [(max(t for k, (_, t) in r.messages.items() if k != "timing") - r.stamp_ns) / 1e6 for r in done]
+        timing = [{kv.key: float(kv.value) for kv in r.messages["timing"][0].status[0].values} for r in done]
+        pipe = [t["total"] for t in timing]
+        node_total = [t["node_total"] for t in timing]
+        diag = col.latest_values()
+        span_s = (last_rx - stamps[0]) / 1e9 if done else float("nan")
+        return {
+            "rate_hz": rate, "pairs_sent": pairs, "pairs_complete": len(done), "send_duration_s": send_s,
+            "output_fps": len(done) / span_s if done else 0.0,
+            "e2e_latency": _stats(e2e) if e2e else None,
+            "node_pipeline": _stats(pipe) if pipe else None,
+            "node_overhead_over_infer_p50_ms": float(np.median(e2e)) - infer_p50_ms if e2e else None,
+            "node_total": _stats(node_total) if node_total else None,
+            "node_queue_wait": _stats([t["queue_wait"] for t in timing]) if timing else None,
+            "node_overhead_over_infer_excl_dds_p50_ms":
+                float(np.median(node_total)) - infer_p50_ms if e2e else None,
+            "dds_and_harness_p50_ms": float(np.median(np.subtract(e2e, node_total))) if e2e else None,
+            "drops": {k: int(v) for k, v in diag.items() if k.startswith("dropped_")},
+            "node_diagnostics": diag,
+        }
+    finally:
+        executor.shutdown()
+        pub.destroy_node()
+        col.destroy_node()
+        rclpy.try_shutdown()
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fusion_perception.ros.params import default_model_path
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=default_model_path())
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    p.add_argument("--iterations", type=int, default=30, help="timed runs of infer and of the pipeline")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--graph-pairs", type=int, default=60, help="pairs sent through the node (0: skip)")
+    p.add_argument("--rate", type=float, default=30.0, help="publish rate of the graph stage, Hz")
+    p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "runtime_cpu.json")
+    args = p.parse_args(argv)
+    if not args.model.is_file():
+        p.error(f"model {args.model} does not exist (train/export one or pass --model)")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # see benchmarks/README.md
+    result: dict[str, Any] = {
+        "model": str(args.model), "threads": args.threads, "cpu_count": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg(), "platform": platform.platform(),
+        "fastdds_builtin_transports": os.environ["FASTDDS_BUILTIN_TRANSPORTS"],
+    }
+    result.update(bench_backend_and_pipeline(args.model, args.threads, args.iterations, args.warmup))
+    if args.graph_pairs > 0:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        log = args.json.with_suffix(".node.log")
+        result["graph"] = bench_graph(args.model, args.threads, args.graph_pairs, args.rate,
+                                      result["backend_infer"]["p50_ms"], log)
+    result["load_avg_at_end"] = os.getloadavg()
+    rows = [("backend.infer", result["backend_infer"]), ("Pipeline (pre+infer+post)", result["pipeline"])]
+    graph = result.get("graph")
+    if graph and graph["e2e_latency"]:
+        e2e = {**graph["e2e_latency"], "fps": graph["output_fps"]}
+        rows.append((f"node over DDS @ {graph['rate_hz']:g} Hz", e2e))
+    print(f"{'stage':<28}{'p50 ms':>9}{'p95 ms':>9}{'FPS':>8}")
+    for name, s in rows:
+        print(f"{name:<28}{s['p50_ms']:>9.2f}{s['p95_ms']:>9.2f}{s['fps']:>8.1f}")
+    if graph:
+        print(f"graph: {graph['pairs_complete']}/{graph['pairs_sent']} pairs complete; "
+              f"node overhead over infer p50 {graph['node_overhead_over_infer_p50_ms']:.1f} ms "
+              f"(excl. DDS {graph['node_overhead_over_infer_excl_dds_p50_ms']:.1f} ms); "
+              f"drops {graph['drops']}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

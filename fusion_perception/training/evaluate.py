@@ -1,0 +1,231 @@
+"""``fusion-perception evaluate DATASET_DIR --json OUT.json``: one script, one set of files, every method.
+
+For each pair of an MSRS-layout folder (ir/, vi/, labels_det_fusion/; optional splits/ and
+segmentation labels) it computes:
+
+* fusion metrics (docs/METRICS.md) of the model's fused image and of the average, max and Laplacian
+  pyramid fusion baselines, all rounded to uint8 as the node publishes them;
+* detection mAP@0.5 and @0.5:0.95 per class of the model's detector on fused input, on IR-only
+  and on visible-only input (same weights), and optionally of separately trained single-modality
+  detectors (``--baseline ir=CKPT``) on their own modality: the fair protocol;
+* segmentation mIoU against the best labels present (official MSRS labels, else BDLFusion's
+  predictions, named as such).
+
+The model is a training checkpoint (torch), because the single-modality inputs need the task net
+alone; fused images are the same computation the exported graph runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..errors import DatasetError, FusionPerceptionError
+from ..metrics.detection import DetectionEvaluator, load_yolo_labels
+from ..metrics.fusion import FUSION_METRICS, fusion_metrics
+from ..metrics.segmentation import SegmentationEvaluator
+from ..preprocessing import unit_to_uint8
+from ..runtime.postprocess import decode_detections, segmentation_labels
+
+__all__ = ["evaluate_folder", "main", "pyramid_fusion"]
+
+log = logging.getLogger(__name__)
+SEG_LABEL_SOURCES = (
+    ("labels_seg", "MSRS labels"),
+    ("seg_bdlfusion_pred", "BDLFusion predictions (not ground truth)"),
+)
+
+
+def pyramid_fusion(ir: np.ndarray, vis: np.ndarray, levels: int = 4) -> np.ndarray:
+    """Laplacian-pyramid fusion baseline: max-abs detail coefficients, averaged base (float 0-1)."""
+
+    def pyramid(img: np.ndarray) -> list[np.ndarray]:
+        gauss = [img]
+        for _ in range(levels):
+            gauss.append(cv2.pyrDown(gauss[-1]))
+        lap = [g - cv2.pyrUp(n, dstsize=(g.shape[1], g.shape[0])) for g, n in itertools.pairwise(gauss)]
+        return [*lap, gauss[-1]]
+
+    pa, pb = pyramid(ir.astype(np.float32)), pyramid(vis.astype(np.float32))
+    fused = [np.where(np.abs(a) >= np.abs(b), a, b) for a, b in zip(pa[:-1], pb[:-1], strict=True)]
+    out = (pa[-1] + pb[-1]) / 2
+    for lap in reversed(fused):
+        out = cv2.pyrUp(out, dstsize=(lap.shape[1], lap.shape[0])) + lap
+    return np.clip(out, 0.0, 1.0)
+
+
+def _load_checkpoint(path: Path):
+    from ..models.checkpoint import load_deployed
+
+    return load_deployed(path).eval()
+
+
+def _names(root: Path, split: str | None) -> list[str] | None:
+    if split is None:
+        return None
+    from .data import read_split
+
+    return read_split(root, f"splits/{split}.txt")
+
+
+def _seg_label(root: Path, stem: str) -> tuple[np.ndarray | None, str | None]:
+    for folder, what in SEG_LABEL_SOURCES:
+        path = root / folder / f"{stem}.png"
+        if path.is_file():
+            label = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if label is None:
+                raise DatasetError(f"cannot read segmentation label {path}")
+            return label, what
+    return None, None
+
+
+def evaluate_folder(
+    root: Path,
+    checkpoint: Path,
+    *,
+    split: str | None = None,
+    baselines: dict[str, Path] | None = None,
+    score_threshold: float = 0.05,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on every pair of ``root`` (or its ``split``); returns the report dict."""
+    import torch
+
+    from ..models.deployed import modality_input
+    from .data import find_pairs
+
+    root = Path(root)
+    if not (root / "labels_det_fusion").is_dir():
+        raise DatasetError(
+            f"{root} has no labels_det_fusion/ folder (MSRS layout: ir/, vi/, labels_det_fusion/)"
+        )
+    pairs = find_pairs(root, _names(root, split))
+    model = _load_checkpoint(checkpoint)
+    info = model.info
+    detectors = {
+        "fused": (model.tasks, "fused"),
+        "ir": (model.tasks, "ir"),
+        "visible": (model.tasks, "visible"),
+    }
+    for modality, path in (baselines or {}).items():
+        detectors[f"{modality}_trained"] = (_load_checkpoint(path).tasks, modality)
+    det_eval = {name: DetectionEvaluator(info.det_classes) for name in detectors}
+    seg_eval = SegmentationEvaluator(len(info.seg_classes), class_names=info.seg_classes)
+    seg_source = None
+    methods = ("model", "average", "max", "pyramid")
+    per_method: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+    t0 = time.perf_counter()
+    from ..preprocessing import PreprocessConfig, prepare_pair
+
+    for stem, ir_path, vi_path in pairs:
+        ir_img = cv2.imread(str(ir_path), cv2.IMREAD_UNCHANGED)
+        vis_img = cv2.imread(str(vi_path), cv2.IMREAD_COLOR)
+        if ir_img is None or vis_img is None:
+            raise DatasetError(f"cannot read {ir_path if ir_img is None else vi_path}")
+        h, w = vis_img.shape[:2]
+        prepared = prepare_pair(ir_img, vis_img, PreprocessConfig(network_size=(w - w % 32, h - h % 32)))
+        ir_t = torch.from_numpy(prepared.ir)
+        vis_t = torch.from_numpy(prepared.visible)
+        with torch.no_grad():
+            fused_t = model.fusion(ir_t, vis_t[:, :1])
+            outputs = {
+                name: net(modality_input(mod, ir_t, vis_t, fused_t)) for name, (net, mod) in detectors.items()
+            }
+        ir_u, vis_u = prepared.ir[0, 0], prepared.visible[0, 0]
+        fused_images = {
+            "model": fused_t[0, 0].numpy(),
+            "average": (ir_u + vis_u) / 2,
+            "max": np.maximum(ir_u, vis_u),
+            "pyramid": pyramid_fusion(ir_u, vis_u),
+        }
+        ir8, vis8 = unit_to_uint8(ir_u), unit_to_uint8(vis_u)
+        for method, image in fused_images.items():
+            per_method[method].append(fusion_metrics(unit_to_uint8(image), ir8, vis8))
+        gt_boxes, gt_classes = load_yolo_labels(root / "labels_det_fusion" / f"{stem}.txt", (w, h))
+        net_size = prepared.mapping.network_size
+        for name, (_, det_raw) in outputs.items():
+            dets = decode_detections(
+                det_raw[0].numpy(),
+                input_size=net_size,
+                strides=info.det_strides,
+                score_threshold=score_threshold,
+                max_detections=100,
+            )
+            boxes = prepared.mapping.boxes_to_source(dets.boxes)
+            det_eval[name].add(stem, gt_boxes, gt_classes, boxes, dets.scores, dets.class_ids)
+        label, source = _seg_label(root, stem)
+        if label is not None:
+            seg_source = source
+            pred = segmentation_labels(outputs["fused"][0][0].numpy(), (w, h))
+            seg_eval.add(pred, label)
+    fusion_table = {
+        m: {k: float(np.nanmean([r[k] for r in rows])) for k in FUSION_METRICS}
+        for m, rows in per_method.items()
+    }
+    wins = {
+        m: sum(fusion_table["model"][k] > fusion_table[m][k] for k in FUSION_METRICS)
+        for m in methods
+        if m != "model"
+    }
+    report = {
+        "dataset": str(root),
+        "split": split,
+        "num_pairs": len(pairs),
+        "checkpoint": str(checkpoint),
+        "model_training": info.training,
+        "fusion": fusion_table,
+        "model_beats_baseline_on": wins,
+        "detection": {name: ev.summarize() for name, ev in det_eval.items()},
+        "segmentation": ({"labels": seg_source, **seg_eval.summarize()} if seg_source else None),
+        "seconds": time.perf_counter() - t0,
+    }
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fusion-perception evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("dataset", type=Path, help="folder with ir/, vi/, labels_det_fusion/ (MSRS layout)")
+    parser.add_argument("--json", type=Path, required=True, help="write the report here")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint (last.pt)")
+    parser.add_argument("--split", help="evaluate only the names in DATASET/splits/SPLIT.txt (e.g. val)")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="MODALITY=CKPT",
+        help="a detector trained on one modality (ir or visible), evaluated on that modality",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    baselines = {}
+    for item in args.baseline:
+        modality, sep, path = item.partition("=")
+        if not sep or modality not in ("ir", "visible"):
+            parser.error(f"--baseline expects ir=CKPT or visible=CKPT, got {item!r}")
+        baselines[modality] = Path(path)
+    try:
+        report = evaluate_folder(args.dataset, args.checkpoint, split=args.split, baselines=baselines)
+    except (FusionPerceptionError, FileNotFoundError) as err:
+        print(f"fusion-perception evaluate: {err}", file=sys.stderr)
+        return 1
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    fused = report["fusion"]
+    print(f"{'method':<8} " + " ".join(f"{k:>7}" for k in FUSION_METRICS))
+    for method, row in fused.items():
+        print(f"{method:<8} " + " ".join(f"{row[k]:7.3f}" for k in FUSION_METRICS))
+    for name, det in report["detection"].items():
+        print(f"detector[{name}]: mAP50 {det['mAP50']:.3f}  mAP50:95 {det['mAP50_95']:.3f}")
+    if report["segmentation"]:
+        print(
+            f"segmentation mIoU vs {report['segmentation']['labels']}: {report['segmentation']['mIoU']:.3f}"
+        )
+    return 0
