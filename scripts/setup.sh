@@ -51,7 +51,7 @@ install_set "$ROOT/requirements/runtime.txt"
 if ! "$VENV/bin/python" -c 'import vision_msgs.msg' 2>/dev/null; then
   log "vision_msgs is not importable: building it into the venv (about a minute)"
   install_set "$ROOT/requirements/interfaces.txt"
-  bash "$ROOT/scripts/fix_ros_wheel_cmake.sh" "$VENV" >/dev/null
+  "$VENV/bin/python" "$ROOT/scripts/patch_ros_cmake_paths.py" "$VENV" >/dev/null
   build=$(mktemp -d)
   trap 'rm -rf "$build"' EXIT
   cmake -S "$ROOT/interfaces/vision_msgs" -B "$build" -DBUILD_TESTING=OFF \

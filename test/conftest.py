@@ -2,8 +2,7 @@
 
 ``ros_env`` (session, autouse): a random ROS_DOMAIN_ID and a private ROS_LOG_DIR, set before any
 test imports rclpy, so parallel test runs on one machine never hear each other's nodes.
-``model_path``: the bundled default model; while it is not trained yet, a tiny ONNX graph that
-honours the deployed-model contract (runtime/model_info.py), built with the ``onnx`` helpers.
+``model_path``: the bundled, trained default model.
 """
 
 from __future__ import annotations
@@ -41,80 +40,12 @@ def ros_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             os.environ[key] = value
 
 
-def build_contract_model(path: Path, width: int = 640, height: int = 480) -> Path:
-    """Write a tiny ONNX graph with the deployed contract (fixture only, until default.onnx exists).
-
-    fused = max(IR, visible Y); segmentation logits from 4x4-pooled inputs (class 2 'person' where IR
-    is warm); detections at strides (8, 16): a fixed 24 px box around each cell, person logit from IR.
-    """
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from fusion_perception.runtime.model_info import METADATA_KEY, ModelInfo
-
-    info = ModelInfo(input_width=width, input_height=height, training={"fixture": "test/conftest.py"})
-    n_seg, n_det = len(info.seg_classes), len(info.det_classes)
-    inits = []
-
-    def const(name: str, array: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
-        return name
-
-    nodes = [
-        helper.make_node("Slice", ["visible", "s0", "s1", "ax1"], ["y"]),
-        helper.make_node("Max", ["ir", "y"], ["fused"]),
-        helper.make_node("Concat", ["ir", "y"], ["iry"], axis=1),
-        helper.make_node("AveragePool", ["iry"], ["p4"], kernel_shape=[4, 4], strides=[4, 4]),
-    ]
-    for name, value in (("s0", [0]), ("s1", [1]), ("ax1", [1])):
-        inits.append(numpy_helper.from_array(np.asarray(value, np.int64), name))
-    w_seg = np.zeros((n_seg, 2, 1, 1), np.float32)
-    w_seg[2, 0] = 8.0  # person <- IR
-    b_seg = np.zeros(n_seg, np.float32)
-    b_seg[0] = 3.0  # unlabelled unless IR > ~0.4
-    seg_inputs = ["p4", const("w_seg", w_seg), const("b_seg", b_seg)]
-    nodes.append(helper.make_node("Conv", seg_inputs, ["segmentation"]))
-    w_det = np.zeros((5 + n_det, 2, 1, 1), np.float32)
-    b_det = np.full(5 + n_det, -6.0, np.float32)
-    b_det[:4] = 12.0  # l, t, r, b distances in pixels
-    b_det[4] = 2.0  # centerness logit
-    w_det[5, 0] = 20.0  # person logit rises with IR
-    b_det[5] = -16.0
-    levels = []
-    for s in info.det_strides:
-        nodes += [
-            helper.make_node("AveragePool", ["iry"], [f"p{s}"], kernel_shape=[s, s], strides=[s, s]),
-            helper.make_node("Conv", [f"p{s}", const(f"w{s}", w_det), const(f"b{s}", b_det)], [f"d{s}"]),
-            helper.make_node("Reshape", [f"d{s}", f"shape{s}"], [f"r{s}"]),
-            helper.make_node("Transpose", [f"r{s}"], [f"t{s}"], perm=[0, 2, 1]),
-        ]
-        inits.append(numpy_helper.from_array(np.asarray([1, 5 + n_det, -1], np.int64), f"shape{s}"))
-        levels.append(f"t{s}")
-    nodes.append(helper.make_node("Concat", levels, ["detections"], axis=1))
-    graph = helper.make_graph(
-        nodes, "fixture",
-        [helper.make_tensor_value_info("ir", TensorProto.FLOAT, [1, 1, height, width]),
-         helper.make_tensor_value_info("visible", TensorProto.FLOAT, [1, 3, height, width])],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, None, None, None][:rank])
-         for n, rank in (("fused", 4), ("segmentation", 4), ("detections", 3))],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(model, {METADATA_KEY: info.to_json()})
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
-
-
 @pytest.fixture(scope="session")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled default model, or the contract fixture while it does not exist yet."""
-    if BUNDLED_MODEL.is_file():
-        return BUNDLED_MODEL
-    return build_contract_model(tmp_path_factory.mktemp("model") / "fixture.onnx")
+def model_path() -> Path:
+    """The bundled, trained default model: every runtime test runs the real network."""
+    if not BUNDLED_MODEL.is_file():
+        pytest.fail(f"the bundled model {BUNDLED_MODEL} is missing; it ships with the package")
+    return BUNDLED_MODEL
 
 
 # --------------------------------------------------------------------------- ROS node harness
