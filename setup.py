@@ -10,7 +10,9 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["assets/*.onnx", "assets/*.pt", "assets/*.json", "assets/*.md", "assets/samples/*/*"]},
+    package_data={
+        PACKAGE: ["assets/*.onnx", "assets/*.pt", "assets/*.json", "assets/*.md", "assets/samples/*/*"]
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
