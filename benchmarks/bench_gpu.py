@@ -8,8 +8,7 @@ On a GPU it runs PyTorch FP32, FP16 autocast, FP16 + CUDA graphs, TensorRT FP16 
 installed; the engine is built into a temporary cache first) and ONNX Runtime on the CPU for
 reference. On the CPU: PyTorch FP32 and ONNX Runtime. Times are ``backend.infer`` per pair,
 including host<->device copies, excluding preprocessing and decoding (the pipeline benchmark
-covers those). Without ``--checkpoint`` a seeded untrained model of the deployed architecture is
-used: the speed is that of the real network, the outputs are meaningless.
+covers those). The shipped ``assets/default.pt`` is measured unless ``--checkpoint`` names another.
 """
 
 from __future__ import annotations
@@ -29,10 +28,10 @@ import numpy as np
 
 from fusion_perception.export.engine_build import calibration_batches, list_pairs
 from fusion_perception.runtime.backend import Backend
-from fusion_perception.runtime.model_info import ModelInfo
 
 MSRS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msrs"
 SIZE = (640, 480)
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "fusion_perception" / "assets" / "default.pt"
 
 
 def measure(
@@ -58,26 +57,17 @@ def measure(
     }
 
 
-def prepare_model(checkpoint: Path | None, onnx: Path | None, work: Path) -> tuple[Path, Path, bool]:
-    """(checkpoint, onnx, trained): export whatever is missing into ``work``."""
+def prepare_model(checkpoint: Path, onnx: Path | None, work: Path) -> Path:
+    """The ONNX file to measure: ``onnx`` if given, else exported from ``checkpoint`` into ``work``."""
     import torch
 
     from fusion_perception.export.onnx_export import export_onnx
-    from fusion_perception.models.checkpoint import (
-        default_model_config,
-        load_deployed,
-        random_deployed,
-        save_deployed,
-    )
+    from fusion_perception.models.checkpoint import load_deployed
 
-    trained = checkpoint is not None
-    if checkpoint is None:
-        model = random_deployed(0, ModelInfo(input_width=SIZE[0], input_height=SIZE[1]))
-        checkpoint = save_deployed(model, work / "bench.pt", default_model_config(model.info))
     if onnx is None:
         with torch.no_grad():
             onnx = export_onnx(load_deployed(checkpoint), work / "bench.onnx")
-    return checkpoint, onnx, trained
+    return onnx
 
 
 def configurations(
@@ -117,7 +107,8 @@ def configurations(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    p.add_argument("--checkpoint", type=Path, help="trained checkpoint (default: seeded untrained model)")
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
+                   help="trained checkpoint (default: the shipped default.pt)")
     p.add_argument("--onnx", type=Path, help="ONNX file (default: exported from the checkpoint)")
     p.add_argument("--pairs", type=int, default=4, help="real MSRS pairs cycled as inputs")
     p.add_argument("--iters", type=int, default=10, help="timed calls per backend (use 500+ for reports)")
@@ -148,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        checkpoint, onnx, trained = prepare_model(args.checkpoint, args.onnx, work)
-        results["weights"] = str(checkpoint) if trained else "seeded untrained model (speed only)"
-        for label, factory in configurations(device, checkpoint, onnx, args.threads, work):
+        onnx = prepare_model(args.checkpoint, args.onnx, work)
+        results["weights"] = str(args.checkpoint)
+        for label, factory in configurations(device, args.checkpoint, onnx, args.threads, work):
             try:
                 backend = factory()
             except Exception as err:  # any backend may be missing here; report it and go on
