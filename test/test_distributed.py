@@ -1,0 +1,25 @@
+"""Multi-process training through torchrun (2 CPU ranks, gloo): the code path multi-GPU runs use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+MSRS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msrs"
+
+
+@pytest.mark.skipif(not MSRS.is_dir(), reason="MSRS dataset (../shared/datasets/msrs) not present")
+def test_torchrun_ranks_stay_in_sync(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).with_name("ddp_worker.py")), str(MSRS), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "ddp_check.txt").read_text().split() == ["same_weights=True", "distinct_batches=True"]
+    assert (tmp_path / "last.pt").is_file()  # rank 0 checkpoints
