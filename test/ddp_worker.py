@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 
 from fusion_perception.training.config import load_config
-from fusion_perception.training.trainer import Trainer, init_distributed
+from fusion_perception.training.trainer import Trainer, init_distributed, shutdown_distributed
 
 
 def main(msrs: str, out: str) -> None:
@@ -34,7 +34,7 @@ def main(msrs: str, out: str) -> None:
         same = all(torch.equal(gathered[0], g) for g in gathered[1:])
         distinct = names[0] != names[1]
         (Path(out) / "ddp_check.txt").write_text(f"same_weights={same} distinct_batches={distinct}\n")
-    dist.destroy_process_group()
+    shutdown_distributed()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def test_torchrun_ranks_stay_in_sync(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(Path(__file__).with_name("ddp_worker.py")), str(MSRS), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "ddp_check.txt").read_text().split() == ["same_weights=True", "distinct_batches=True"]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    check = (tmp_path / "ddp_check.txt").read_text().split()
+    assert check == ["same_weights=True", "distinct_batches=True"], check
     assert (tmp_path / "last.pt").is_file()  # rank 0 checkpoints

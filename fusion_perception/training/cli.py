@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..export.onnx_export import export_onnx
     from .config import load_config
-    from .trainer import Trainer, init_distributed
+    from .trainer import Trainer, init_distributed, shutdown_distributed
 
     overrides = parse_overrides(args.overrides)
     if args.device:
@@ -74,4 +74,5 @@ def main(argv: list[str] | None = None) -> int:
     trainer.fit(progress=not args.no_progress)
     if args.export and trainer.rank == 0:
         export_onnx(trainer.deployed().cpu(), args.export)
+    shutdown_distributed()  # not on errors: a barrier there could wait forever for a dead rank
     return 0

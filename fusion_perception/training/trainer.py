@@ -44,7 +44,7 @@ from .losses import (
     segmentation_loss,
 )
 
-__all__ = ["Trainer", "init_distributed"]
+__all__ = ["Trainer", "init_distributed", "shutdown_distributed"]
 
 log = logging.getLogger(__name__)
 
@@ -325,3 +325,14 @@ def init_distributed() -> None:
         dist.init_process_group(backend)
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group cleanly: wait for every rank, then destroy it.
+
+    Without the barrier a rank that finishes first can tear gloo down while another still uses it,
+    and the C++ runtime aborts that process ("terminate called without an active exception").
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
