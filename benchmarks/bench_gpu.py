@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion_perception.export.engine_build import calibration_batches, list_pairs
+from fusion_perception.export.engine_build import calibration_batches
+from fusion_perception.image_pairs import find_pairs
 from fusion_perception.runtime.backend import Backend
 
 MSRS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msrs"
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print(f"bench_gpu: --device cuda but torch {torch.__version__} sees no CUDA device", file=sys.stderr)
         return 2
-    inputs = list(calibration_batches(list_pairs(args.data, args.pairs), SIZE))
+    inputs = list(calibration_batches(find_pairs(args.data)[: args.pairs], SIZE))
     results: dict[str, object] = {
         "size": f"{SIZE[0]}x{SIZE[1]}",
         "device": torch.cuda.get_device_name(0)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fusion_perception.errors import BackendUnavailableError, EngineError
-from fusion_perception.export.engine_build import calibration_batches, list_pairs
+from fusion_perception.export.engine_build import calibration_batches
+from fusion_perception.image_pairs import find_pairs
 from fusion_perception.runtime.backend import Backend
 from fusion_perception.runtime.backends import create_backend, cuda_device_count
 from fusion_perception.runtime.model_info import OUTPUT_NAMES, ModelInfo
@@ -45,7 +46,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def real_pair() -> dict[str, np.ndarray]:
-    return next(calibration_batches(list_pairs(MSRS, 1), SIZE))
+    return next(calibration_batches(find_pairs(MSRS)[:1], SIZE))
 
 
 def test_onnxruntime_selected_explicitly(model_dir: Path, real_pair: dict) -> None:

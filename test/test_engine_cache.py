@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from fusion_perception.errors import DatasetError, EngineError, ModelFormatError
-from fusion_perception.export.engine_build import calibration_batches, list_pairs
+from fusion_perception.export.engine_build import calibration_batches
 from fusion_perception.export.engine_cli import main as build_engine_main
+from fusion_perception.image_pairs import find_pairs
 from fusion_perception.runtime.engine_cache import (
     EngineKey,
     EngineMeta,
@@ -225,8 +226,8 @@ def test_plan_io_rejects_contract_violations() -> None:
 
 
 def test_calibration_batches_are_prepared_real_pairs() -> None:
-    pairs = list_pairs(MSRS, 5)
-    assert len(pairs) == 5 and all(i.stem == v.stem for i, v in pairs)
+    pairs = find_pairs(MSRS)[:5]
+    assert len(pairs) == 5 and all(stem == i.stem == v.stem for stem, i, v in pairs)
     batches = list(calibration_batches(pairs, (320, 256)))
     assert len(batches) == 5
     for batch in batches:
@@ -237,15 +238,15 @@ def test_calibration_batches_are_prepared_real_pairs() -> None:
     assert not np.array_equal(batches[0]["ir"], batches[1]["ir"])
 
 
-def test_list_pairs_errors(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="needs IR and visible sub-folders"):
-        list_pairs(tmp_path)
+def test_find_pairs_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="has no IR folder"):
+        find_pairs(tmp_path)
     (tmp_path / "ir").mkdir()
     (tmp_path / "vi").mkdir()
     (tmp_path / "ir" / "a.png").write_bytes(b"")
     (tmp_path / "vi" / "b.png").write_bytes(b"")
-    with pytest.raises(DatasetError, match="no file stem has both"):
-        list_pairs(tmp_path)
+    with pytest.raises(DatasetError, match=r"2 image\(s\) without a partner"):
+        find_pairs(tmp_path)
 
 
 # ---------------------------------------------------------------- build-engine command
@@ -275,7 +276,7 @@ def test_build_engine_validates_arguments_before_needing_tensorrt(
         ([str(fixed), "--precision", "int8"], "INT8 needs calibration pairs"),
         (
             [str(fixed), "--precision", "int8", "--calib-dir", str(tmp_path)],
-            "needs IR and visible sub-folders",
+            "has no IR folder",
         ),
         ([str(tmp_path / "none.onnx")], "does not exist"),
     ]

@@ -13,7 +13,8 @@ import torch
 
 from fusion_perception.errors import ModelFormatError
 from fusion_perception.export.cli import PARITY_TOLERANCE, main, parity_errors
-from fusion_perception.export.engine_build import calibration_batches, list_pairs
+from fusion_perception.export.engine_build import calibration_batches
+from fusion_perception.image_pairs import find_pairs
 from fusion_perception.models.checkpoint import (
     default_model_config,
     load_deployed,
@@ -45,7 +46,7 @@ def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="module")
 def real_inputs() -> list[dict[str, np.ndarray]]:
-    return list(calibration_batches(list_pairs(MSRS, 3), (640, 480)))
+    return list(calibration_batches(find_pairs(MSRS)[:3], (640, 480)))
 
 
 def test_checkpoint_round_trip_keeps_weights_info_and_outputs(checkpoint: Path, real_inputs: list) -> None:
@@ -112,7 +113,7 @@ def test_onnxruntime_matches_torch_on_real_pairs(
 
 
 def test_dynamic_onnx_matches_torch_at_another_size(exported: Path, checkpoint: Path) -> None:
-    inputs = list(calibration_batches(list_pairs(MSRS, 2), (320, 256)))
+    inputs = list(calibration_batches(find_pairs(MSRS)[:2], (320, 256)))
     errors = parity_errors(load_deployed(checkpoint), exported / "model_dynamic.onnx", inputs)
     assert all(v <= 0 for v in errors.values()), errors
 

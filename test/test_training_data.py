@@ -13,13 +13,13 @@ torch = pytest.importorskip("torch")
 
 from fusion_perception.assets import sample_pairs  # noqa: E402
 from fusion_perception.errors import DatasetError  # noqa: E402
+from fusion_perception.image_pairs import find_pairs  # noqa: E402
 from fusion_perception.training.data import (  # noqa: E402
     DET_TO_SEG,
     IGNORE_INDEX,
     PairFolder,
     Sample,
     box_derived_mask,
-    find_pairs,
     random_crop_flip,
 )
 

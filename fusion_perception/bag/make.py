@@ -20,19 +20,17 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
+from ..image_pairs import find_pairs, read_pair
 from ..preprocessing import to_gray
 from ..runtime.model_info import ModelInfo
 from .atomic import atomic_bag
 from .labels import INDEX_NAME, LABELS_DIR, LabelEntry, LabelIndex, read_class_names
 from .messages import CAMERA_INFO, IMAGE, camera_info_msg, header_msg, image_msg, typestore
 
-__all__ = ["MakeOptions", "MakeSummary", "find_pairs", "make_bag"]
+__all__ = ["MakeOptions", "MakeSummary", "make_bag"]
 
-IR_DIRS = ("ir", "IR", "infrared", "Infrared")
-VIS_DIRS = ("vi", "VI", "vis", "visible", "Visible")
 LABEL_DIRS = ("labels_det_fusion", "labels_det_vi", "labels")
 CLASS_FILES = ("classes_det.txt", "classes.txt")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
@@ -92,48 +90,6 @@ class MakeSummary:
     topics: dict[str, str] = field(default_factory=dict)
 
 
-def _find_dir(root: Path, names: tuple[str, ...], role: str) -> Path:
-    for name in names:
-        if (root / name).is_dir():
-            return root / name
-    raise DatasetError(f"{root} has no {role} folder (looked for {', '.join(names)})")
-
-
-def _images(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-
-
-def find_pairs(root: Path, names: tuple[str, ...] | None = None) -> list[tuple[str, Path, Path]]:
-    """(stem, IR file, visible file) for every pair in ``root``, sorted by stem.
-
-    Raises:
-        DatasetError: a folder is missing, a file has no partner, or a requested name is absent.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} does not exist")
-    ir, vis = _images(_find_dir(root, IR_DIRS, "IR")), _images(_find_dir(root, VIS_DIRS, "visible"))
-    lonely = sorted(set(ir) ^ set(vis))
-    if lonely:
-        raise DatasetError(f"{root}: {len(lonely)} image(s) without a partner, e.g. {lonely[:3]}")
-    stems = sorted(ir)
-    if names is not None:
-        missing = [n for n in names if n not in ir]
-        if missing:
-            raise DatasetError(f"{root}: requested pair(s) not found: {missing[:5]}")
-        stems = list(names)
-    if not stems:
-        raise DatasetError(f"{root} holds no image pairs")
-    return [(s, ir[s], vis[s]) for s in stems]
-
-
-def _read(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DatasetError(f"cannot decode image file {path}")
-    return image
-
-
 def _labels_source(root: Path, choice: str | None) -> tuple[Path | None, tuple[str, ...]]:
     """Label folder and class names, or (None, ()) when the dataset has no labels."""
     if choice == "":
@@ -170,7 +126,8 @@ def make_bag(dataset: Path, out: Path, options: MakeOptions | None = None) -> Ma
                 writer.add_connection(info_topic, CAMERA_INFO, typestore=store),
             )
         for i, (stem, ir_path, vis_path) in enumerate(pairs):
-            ir, vis = to_gray(_read(ir_path)), _read(vis_path)
+            ir, vis = read_pair(ir_path, vis_path)
+            ir = to_gray(ir)
             if ir.dtype == np.uint8 and opts.ir_16bit:
                 ir = ir.astype(np.uint16) * np.uint16(257)
             if vis.ndim == 3 and vis.shape[2] == 4:

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError, ModelFormatError
+from ..image_pairs import find_pairs
 from ..models.checkpoint import load_deployed
 from ..models.deployed import DeployedModel
 from ..runtime.backend import OnnxRuntimeBackend
 from ..runtime.engine_cache import parse_size
 from ..runtime.model_info import OUTPUT_NAMES
-from .engine_build import calibration_batches, list_pairs
+from .engine_build import calibration_batches
 from .onnx_export import export_onnx
 
 __all__ = ["PARITY_TOLERANCE", "export_variants", "main", "parity_errors"]
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.size:
             w, h = parse_size(args.size)
             model.info = replace(model.info, input_width=w, input_height=h)
-        pairs = list_pairs(args.verify_dir, args.verify_count) if args.verify_dir else []
+        pairs = find_pairs(args.verify_dir)[: args.verify_count] if args.verify_dir else []
     except (ValueError, ModelFormatError, DatasetError) as err:
         print(f"export: error: {err}", file=sys.stderr)
         return 2

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from ..errors import DatasetError
+from ..image_pairs import find_pairs, read_pair
 from ..preprocessing import PreprocessConfig, prepare_pair
 from ..runtime.backends import build_engine_file, default_engine_cache, read_onnx_info
 from ..runtime.engine_cache import (
@@ -36,60 +35,18 @@ __all__ = [
     "EngineBuildRequest",
     "build_engine",
     "calibration_batches",
-    "list_pairs",
     "make_calibrator",
-    "read_pair",
 ]
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-IR_DIRS = ("ir", "infrared", "Inf")
-VIS_DIRS = ("vi", "visible", "Vis")
-
-
-def list_pairs(folder: Path | str, limit: int | None = None) -> list[tuple[Path, Path]]:
-    """IR/visible file pairs of a dataset folder with ``ir/`` and ``vi/`` (or ``infrared/`` and
-    ``visible/``) sub-folders sharing file stems, sorted by stem.
-
-    Raises:
-        DatasetError: the folder lacks the sub-folders, or no stem has both images.
-    """
-    folder = Path(folder)
-    ir_dir = next((folder / d for d in IR_DIRS if (folder / d).is_dir()), None)
-    vis_dir = next((folder / d for d in VIS_DIRS if (folder / d).is_dir()), None)
-    if ir_dir is None or vis_dir is None:
-        raise DatasetError(
-            f"{folder} needs IR and visible sub-folders (one of {IR_DIRS} and one of {VIS_DIRS})"
-        )
-
-    def by_stem(d: Path) -> dict[str, Path]:
-        return {p.stem: p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-
-    irs, viss = by_stem(ir_dir), by_stem(vis_dir)
-    stems = sorted(irs.keys() & viss.keys())
-    if not stems:
-        raise DatasetError(
-            f"{folder}: no file stem has both an IR image in {ir_dir} and a visible one in {vis_dir}"
-        )
-    return [(irs[s], viss[s]) for s in stems[:limit]]
-
-
-def read_pair(ir_path: Path, vis_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read one pair as the cameras would deliver it (IR keeps 16-bit depth; visible BGR)."""
-    ir = cv2.imread(str(ir_path), cv2.IMREAD_UNCHANGED)
-    vis = cv2.imread(str(vis_path), cv2.IMREAD_COLOR)
-    for path, image in ((ir_path, ir), (vis_path, vis)):
-        if image is None:
-            raise DatasetError(f"cannot read image {path}")
-    return ir, vis
 
 
 def calibration_batches(
-    pairs: Sequence[tuple[Path, Path]], size: tuple[int, int]
+    pairs: Sequence[tuple[str, Path, Path]], size: tuple[int, int]
 ) -> Iterator[dict[str, np.ndarray]]:
     """Prepared network inputs ``{"ir": [1,1,H,W], "visible": [1,3,H,W]}`` at ``size`` (width, height)."""
     config = PreprocessConfig(network_size=size)
-    for ir_path, vis_path in pairs:
+    for _, ir_path, vis_path in pairs:
         prepared = prepare_pair(*read_pair(ir_path, vis_path), config)
         yield {"ir": prepared.ir, "visible": prepared.visible}
 
@@ -186,7 +143,7 @@ def build_engine(req: EngineBuildRequest, logger: logging.Logger | None = None) 
     profile = ShapeProfile.for_model(
         info, min_size=req.min_size, opt_size=req.opt_size, max_size=req.max_size
     )
-    calib_pairs = list_pairs(req.calib_dir, req.calib_count) if req.precision == "int8" else []
+    calib_pairs = find_pairs(req.calib_dir)[: req.calib_count] if req.precision == "int8" else []
     trt = import_tensorrt()
     cuda = import_pycuda()
     device_name, capability = gpu_identity(cuda, req.device)

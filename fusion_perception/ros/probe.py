@@ -9,10 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import Executor
@@ -22,30 +20,29 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from ..assets import sample_pairs as bundled_pairs
+from ..image_pairs import read_pair
 from ..preprocessing import to_gray
 from .messages import array_to_image, stamp_to_ns
 from .params import SPECS
 
 __all__ = ["OutputCollector", "PairPublisher", "Received", "sample_pairs", "spin_until"]
 
-SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
 
 
 def sample_pairs(limit: int | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, IR uint8 HxW, visible uint8 HxWx3 BGR) from the bundled ``assets/samples/<name>/{ir,vi}.png``.
+    """(name, IR grey array, visible BGR array) for the bundled sample pairs, sorted by name.
 
     Raises:
-        FileNotFoundError: no samples are bundled, or one of their files is unreadable.
+        FileNotFoundError: no samples are bundled.
+        DatasetError: one of their files is unreadable.
     """
-    dirs = sorted(d for d in SAMPLES.glob("*") if (d / "ir.png").is_file()) if SAMPLES.is_dir() else []
-    if not dirs:
-        raise FileNotFoundError(f"no sample pairs under {SAMPLES}")
-    for d in dirs[:limit]:
-        ir = cv2.imread(str(d / "ir.png"), cv2.IMREAD_UNCHANGED)
-        vi = cv2.imread(str(d / "vi.png"), cv2.IMREAD_COLOR)
-        if ir is None or vi is None:
-            raise FileNotFoundError(f"cannot read sample pair {d}/ir.png + vi.png")
-        yield d.name, np.ascontiguousarray(to_gray(ir)), vi
+    pairs = bundled_pairs()
+    if not pairs:
+        raise FileNotFoundError("no sample pairs are bundled under fusion_perception/assets/samples")
+    for pair in pairs[:limit]:
+        ir, vi = read_pair(pair.ir, pair.visible)
+        yield pair.name, np.ascontiguousarray(to_gray(ir)), vi
 
 
 def spin_until(executor: Executor, done: Callable[[], bool], timeout_s: float) -> bool:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
+from ..image_pairs import find_pairs, read_pair
 from ..metrics.detection import load_yolo_labels
 from ..preprocessing import PreprocessConfig, prepare_pair
 from ..runtime.model_info import MSRS_SEG_CLASSES
@@ -33,11 +34,9 @@ __all__ = [
     "Sample",
     "box_derived_mask",
     "collate",
-    "find_pairs",
     "random_crop_flip",
 ]
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IGNORE_INDEX = 255
 #: detection class id (person, bicycle, car) -> MSRS segmentation class id (person 2, bike 3, car 1)
 DET_TO_SEG = np.array([2, 3, 1], np.uint8)
@@ -75,33 +74,6 @@ def _upscale_to(ir: np.ndarray, vis: np.ndarray, size: tuple[int, int]) -> tuple
     return cv2.resize(ir, new, interpolation=cv2.INTER_LINEAR), cv2.resize(
         vis, new, interpolation=cv2.INTER_LINEAR
     )
-
-
-def find_pairs(root: Path, names: list[str] | None = None) -> list[tuple[str, Path, Path]]:
-    """(stem, ir path, visible path) for every stem present in both ``root/ir`` and ``root/vi``."""
-    root = Path(root)
-    for sub in ("ir", "vi"):
-        if not (root / sub).is_dir():
-            raise DatasetError(f"{root} has no {sub}/ folder (expected ir/ and vi/ with matching file names)")
-    index = {
-        sub: {p.stem: p for p in sorted((root / sub).iterdir()) if p.suffix.lower() in IMAGE_EXTS}
-        for sub in ("ir", "vi")
-    }
-    if names is None:
-        unmatched = sorted(index["ir"].keys() ^ index["vi"].keys())
-        if unmatched:
-            where = [f"{root / ('vi' if s in index['ir'] else 'ir')}/{s}.*" for s in unmatched[:5]]
-            raise DatasetError(f"{len(unmatched)} image(s) lack a partner, e.g. missing {', '.join(where)}")
-    stems = names if names is not None else sorted(index["ir"].keys())
-    pairs = []
-    for stem in stems:
-        if stem not in index["ir"] or stem not in index["vi"]:
-            side = "ir" if stem not in index["ir"] else "vi"
-            raise DatasetError(f"{root / side} has no image named {stem}")
-        pairs.append((stem, index["ir"][stem], index["vi"][stem]))
-    if not pairs:
-        raise DatasetError(f"{root} holds no IR/visible pairs")
-    return pairs
 
 
 def read_split(root: Path, split: str) -> list[str]:
@@ -154,8 +126,7 @@ class PairFolder(torch.utils.data.Dataset):
 
     def _load(self, index: int) -> Sample:
         stem, ir_path, vi_path = self.pairs[index]
-        ir = _read(ir_path, cv2.IMREAD_UNCHANGED)
-        vis = _read(vi_path, cv2.IMREAD_COLOR)
+        ir, vis = read_pair(ir_path, vi_path)
         if self.crop is not None and not self.labelled:
             ir, vis = _upscale_to(ir, vis, self.crop)
         h, w = vis.shape[:2]

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError, FusionPerceptionError
+from ..image_pairs import find_pairs, read_pair
 from ..metrics.detection import DetectionEvaluator, load_yolo_labels
 from ..metrics.fusion import FUSION_METRICS, fusion_metrics
 from ..metrics.segmentation import SegmentationEvaluator
@@ -100,8 +101,6 @@ def evaluate_folder(
     import torch
 
     from ..models.deployed import modality_input
-    from .data import find_pairs
-
     root = Path(root)
     if not (root / "labels_det_fusion").is_dir():
         raise DatasetError(
@@ -126,10 +125,7 @@ def evaluate_folder(
     from ..preprocessing import PreprocessConfig, prepare_pair
 
     for stem, ir_path, vi_path in pairs:
-        ir_img = cv2.imread(str(ir_path), cv2.IMREAD_UNCHANGED)
-        vis_img = cv2.imread(str(vi_path), cv2.IMREAD_COLOR)
-        if ir_img is None or vis_img is None:
-            raise DatasetError(f"cannot read {ir_path if ir_img is None else vi_path}")
+        ir_img, vis_img = read_pair(ir_path, vi_path)
         h, w = vis_img.shape[:2]
         prepared = prepare_pair(ir_img, vis_img, PreprocessConfig(network_size=(w - w % 32, h - h % 32)))
         ir_t = torch.from_numpy(prepared.ir)
