@@ -31,28 +31,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["draw_detections", "main"]
+__all__ = ["main"]
 
 NAMESPACE = "/fusion_perception_demo"
 NODE = "fusion_perception"
-
-
-def draw_detections(image_bgr: np.ndarray, detections: Any, names: dict[int, str]) -> np.ndarray:
-    """Copy of ``image_bgr`` with each vision_msgs detection drawn as a box + "class score" label."""
-    out = image_bgr.copy()
-    for det in detections:
-        b, hyp = det.bbox, det.results[0].hypothesis
-        x1, y1 = round(b.center.position.x - b.size_x / 2), round(b.center.position.y - b.size_y / 2)
-        x2, y2 = round(b.center.position.x + b.size_x / 2), round(b.center.position.y + b.size_y / 2)
-        cls = int(hyp.class_id)
-        colour = [(0, 255, 255), (255, 128, 0), (0, 128, 255), (255, 0, 255)][cls % 4]
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
-        label = f"{names.get(cls, cls)} {hyp.score:.2f}"
-        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        ty = max(y1, th + 4)
-        cv2.rectangle(out, (x1, ty - th - 4), (x1 + tw + 2, ty), colour, -1)
-        cv2.putText(out, label, (x1 + 1, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    return out
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -99,7 +81,8 @@ def _ms(a_ns: int, b_ns: int) -> float:
 def _frame_record(name: str, stamp: int, msgs: dict[str, tuple[Any, int]], keys: tuple[str, ...],
                   names: dict[int, str], out: Path) -> dict[str, Any]:
     """Write one pair's images and return its summary entry."""
-    from .ros.messages import image_to_array
+    from .ros.messages import image_to_array, msg_to_detections
+    from .runtime.postprocess import draw_detections
 
     frame: dict[str, Any] = {"name": name, "stamp_ns": stamp, "missing": [k for k in keys if k not in msgs]}
     if "fused" in msgs:
@@ -107,7 +90,9 @@ def _frame_record(name: str, stamp: int, msgs: dict[str, tuple[Any, int]], keys:
         cv2.imwrite(str(out / "fused" / f"{name}.png"), fused)
         if "detections" in msgs:
             dets = msgs["detections"][0].detections
-            cv2.imwrite(str(out / "detections" / f"{name}.png"), draw_detections(fused, dets, names))
+            class_names = [names.get(i, str(i)) for i in range(max(names, default=-1) + 1)]
+            drawn = draw_detections(fused, msg_to_detections(msgs["detections"][0]), class_names)
+            cv2.imwrite(str(out / "detections" / f"{name}.png"), drawn)
             frame["detections"] = [
                 {"class": names.get(int(d.results[0].hypothesis.class_id)),
                  "score": round(d.results[0].hypothesis.score, 4),

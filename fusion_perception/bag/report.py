@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..runtime.postprocess import Detections
+from ..runtime.postprocess import Detections, draw_detections
 
 __all__ = ["Sample", "write_report"]
 
@@ -38,28 +38,9 @@ def _bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
 
 
-def _draw(image: np.ndarray, dets: Detections, names: tuple[str, ...]) -> np.ndarray:
-    out = image.copy()
-    for (x1, y1, x2, y2), score, cls in zip(dets.boxes, dets.scores, dets.class_ids, strict=True):
-        p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
-        cv2.rectangle(out, p1, p2, (0, 255, 255), 2)
-        name = names[int(cls)] if 0 <= int(cls) < len(names) else str(int(cls))
-        cv2.putText(
-            out,
-            f"{name} {score:.2f}",
-            (p1[0], max(p1[1] - 4, 10)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.45,
-            (0, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
-    return out
-
-
 def _sample_png(sample: Sample, names: tuple[str, ...], path: Path) -> None:
     top = cv2.hconcat([_bgr(sample.ir8), _bgr(sample.visible)])
-    bottom = cv2.hconcat([_draw(sample.fused_bgr, sample.detections, names), sample.overlay_bgr])
+    bottom = cv2.hconcat([draw_detections(sample.fused_bgr, sample.detections, names), sample.overlay_bgr])
     cv2.imwrite(str(path), cv2.vconcat([top, bottom]))
 
 

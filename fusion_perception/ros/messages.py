@@ -83,6 +83,22 @@ def detections_to_msg(dets: Detections, header: Header) -> Detection2DArray:
     return out
 
 
+def msg_to_detections(msg: Detection2DArray) -> Detections:
+    """Detection2DArray as written by :func:`detections_to_msg` -> boxes, scores, class ids."""
+    if not msg.detections:
+        return Detections.empty()
+    boxes, scores, classes = [], [], []
+    for det in msg.detections:
+        cx, cy = det.bbox.center.position.x, det.bbox.center.position.y
+        boxes.append((cx - det.bbox.size_x / 2, cy - det.bbox.size_y / 2,
+                      cx + det.bbox.size_x / 2, cy + det.bbox.size_y / 2))
+        scores.append(det.results[0].hypothesis.score)
+        classes.append(int(det.results[0].hypothesis.class_id))
+    return Detections(
+        np.asarray(boxes, np.float32), np.asarray(scores, np.float32), np.asarray(classes, np.int64)
+    )
+
+
 def label_info(names: tuple[str, ...], header: Header, threshold: float = 0.0) -> LabelInfo:
     """Class names -> LabelInfo (class_id = index)."""
     msg = LabelInfo(header=header, threshold=float(threshold))

@@ -6,6 +6,7 @@ model exported at another size or with other strides fails loudly instead of dra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,6 +20,7 @@ __all__ = [
     "anchor_points",
     "colorize",
     "decode_detections",
+    "draw_detections",
     "nms",
     "overlay",
     "segmentation_labels",
@@ -153,4 +155,26 @@ def overlay(
     blended = cv2.addWeighted(image_bgr, 1.0 - alpha, colour_bgr, alpha, 0.0)
     out = image_bgr.copy()
     cv2.copyTo(blended, (labels > 0).view(np.uint8), out)
+    return out
+
+
+_BOX_COLOURS_BGR = ((0, 255, 255), (255, 128, 0), (0, 128, 255), (255, 0, 255))
+
+
+def draw_detections(image_bgr: np.ndarray, detections: Detections, class_names: Sequence[str]) -> np.ndarray:
+    """Copy of ``image_bgr`` with each box drawn and labelled "class score" (one colour per class)."""
+    out = image_bgr.copy()
+    for (x1, y1, x2, y2), score, cls in zip(
+        np.rint(detections.boxes).astype(int), detections.scores, detections.class_ids, strict=True
+    ):
+        colour = _BOX_COLOURS_BGR[int(cls) % len(_BOX_COLOURS_BGR)]
+        cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), colour, 2)
+        name = class_names[int(cls)] if 0 <= int(cls) < len(class_names) else str(int(cls))
+        label = f"{name} {score:.2f}"
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        ty = max(int(y1), th + 4)
+        cv2.rectangle(out, (int(x1), ty - th - 4), (int(x1) + tw + 2, ty), colour, -1)
+        cv2.putText(
+            out, label, (int(x1) + 1, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+        )
     return out
