@@ -37,33 +37,51 @@ def _stats(ms: list[float]) -> dict[str, float]:
             "mean_ms": float(a.mean()), "fps": float(1e3 / a.mean())}
 
 
-def bench_backend_and_pipeline(model: Path, threads: int, iterations: int, warmup: int) -> dict[str, Any]:
+def time_models(models: dict[str, Path], threads: int, iterations: int, warmup: int) -> dict[str, Any]:
+    """``backend.infer`` and ``Pipeline`` timings of each model on the bundled pairs, interleaved.
+
+    Each iteration runs every model once (infer, then the whole pipeline), so a load change on a
+    shared machine hits all models alike: compare them by ratio within one call. The CPU time is the
+    process CPU time of one pipeline call (all ONNX Runtime threads): what the call costs the
+    machine (``pipeline_cpu_p50_ms``), less disturbed by other load than wall time.
+    """
     from fusion_perception.ros.probe import sample_pairs
     from fusion_perception.runtime.backend import OnnxRuntimeBackend
     from fusion_perception.runtime.pipeline import Pipeline
 
-    backend = OnnxRuntimeBackend(model, threads=threads)
-    pipeline = Pipeline(backend)
     pairs = [(ir, vi) for _, ir, vi in sample_pairs(4)]
-    prepared = [pipeline.prepare(ir, vi) for ir, vi in pairs]
-    infer_ms, pipe_ms, parts = [], [], {"preprocess": [], "inference": [], "postprocess": []}
+    pipelines = {name: Pipeline(OnnxRuntimeBackend(path, threads=threads)) for name, path in models.items()}
+    prepared = {name: [p.prepare(ir, vi) for ir, vi in pairs] for name, p in pipelines.items()}
+    infer_ms: dict[str, list[float]] = {name: [] for name in models}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in models}
+    parts: dict[str, dict[str, list[float]]] = {
+        name: {k: [] for k in ("preprocess", "inference", "postprocess", "total")} for name in models}
     for i in range(warmup + iterations):
-        p = prepared[i % len(prepared)]
-        t0 = time.perf_counter()
-        backend.infer(p.ir, p.visible)
-        if i >= warmup:
-            infer_ms.append((time.perf_counter() - t0) * 1e3)
-    for i in range(warmup + iterations):
-        ir, vi = pairs[i % len(pairs)]
-        result = pipeline(ir, vi)
-        if i >= warmup:
-            pipe_ms.append(result.timings_ms["total"])
-            for k in parts:
-                parts[k].append(result.timings_ms[k])
-    backend.close()
-    return {"backend_infer": _stats(infer_ms), "pipeline": _stats(pipe_ms),
-            "pipeline_parts_p50_ms": {k: float(np.median(v)) for k, v in parts.items()},
-            "input_size": list(backend.info.input_size)}
+        for name, pipeline in pipelines.items():
+            p = prepared[name][i % len(pairs)]
+            t0 = time.perf_counter()
+            pipeline.backend.infer(p.ir, p.visible)
+            t1, c1 = time.perf_counter(), time.process_time()
+            result = pipeline(*pairs[i % len(pairs)])
+            if i >= warmup:
+                cpu_ms[name].append((time.process_time() - c1) * 1e3)
+                infer_ms[name].append((t1 - t0) * 1e3)
+                for k, v in parts[name].items():
+                    v.append(result.timings_ms[k])
+    out = {}
+    for name, pipeline in pipelines.items():
+        out[name] = {"backend_infer": _stats(infer_ms[name]), "pipeline": _stats(parts[name]["total"]),
+                     "pipeline_parts_p50_ms": {k: float(np.median(v)) for k, v in parts[name].items()
+                                               if k != "total"},
+                     "pipeline_cpu_p50_ms": float(np.median(cpu_ms[name])),
+                     "input_size": list(pipeline.info.input_size)}
+        pipeline.backend.close()
+    return out
+
+
+def bench_backend_and_pipeline(model: Path, threads: int, iterations: int, warmup: int) -> dict[str, Any]:
+    """``backend.infer`` and ``Pipeline`` timings of one model (see :func:`time_models`)."""
+    return time_models({"model": model}, threads, iterations, warmup)["model"]
 
 
 def bench_graph(model: Path, threads: int, pairs: int, rate: float, infer_p50_ms: float,
@@ -147,11 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model.is_file():
         p.error(f"model {args.model} does not exist (train/export one or pass --model)")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # see benchmarks/README.md
+    from fusion_perception.ros.transport import configure_dds_transport
+
+    transport = configure_dds_transport()  # the shipped Fast DDS profile (docs/ROBOT.md)
     result: dict[str, Any] = {
         "model": str(args.model), "threads": args.threads, "cpu_count": os.cpu_count(),
         "load_avg_at_start": os.getloadavg(), "platform": platform.platform(),
-        "fastdds_builtin_transports": os.environ["FASTDDS_BUILTIN_TRANSPORTS"],
+        "dds_transport": transport,
     }
     result.update(bench_backend_and_pipeline(args.model, args.threads, args.iterations, args.warmup))
     if args.graph_pairs > 0:

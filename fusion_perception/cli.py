@@ -21,7 +21,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("fusion_perception.export.cli", "export a checkpoint to ONNX (fixed and dynamic shape)"),
     "build-engine": ("fusion_perception.export.engine_cli", "build a TensorRT engine from an ONNX file"),
+    "quantize": (
+        "fusion_perception.export.quantize_cli",
+        "INT8 (QDQ) ONNX model for the CPU, calibrated on real pairs",
+    ),
     "bag": ("fusion_perception.bag.cli", "make, evaluate and play ROS 2 bags"),
+    "teacher": (
+        "fusion_perception.teacher.cli",
+        "fetch, convert and run the NanoDet-g teacher (labels for training)",
+    ),
 }
 
 

@@ -142,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.domain_id is not None:
         os.environ["ROS_DOMAIN_ID"] = str(args.domain_id)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
-    # Fast DDS sends frames bigger than its 512 KiB shared-memory segment as UDP fragments; one lost
-    # fragment stalls a reliable stream until the next heartbeat (seconds). LARGE_DATA avoids that.
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    # Before any participant exists, and inherited by the node's process: large frames cross
+    # processes whole (config/fastdds_large_data.xml, docs/ROBOT.md), unless the user chose a transport.
+    from .ros.transport import configure_dds_transport
+
+    transport = configure_dds_transport()
     out = args.output
     for sub in ("fused", "overlay", "detections"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -188,12 +190,14 @@ def main(argv: list[str] | None = None) -> int:
             "latency_ms_p95": float(np.percentile(latencies, 95)) if latencies else None,
             "backend": diag.get("backend"), "backend_state": diag.get("backend_state"),
             "model": provenance, "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"]),
+            "dds_transport": transport,
             "class_id_convention": "vision_msgs class_id = class index as a string; names from LabelInfo",
             "diagnostics": diag, "frames": frames,
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"demo: {len(sent) - missing}/{len(sent)} pairs complete, "
-              f"latency p50 {summary['latency_ms_p50']} ms p95 {summary['latency_ms_p95']} ms, "
+        lat = "n/a" if not latencies else (f"p50 {summary['latency_ms_p50']:.1f} ms "
+                                           f"p95 {summary['latency_ms_p95']:.1f} ms")
+        print(f"demo: {len(sent) - missing}/{len(sent)} pairs complete, latency {lat}, "
               f"backend {diag.get('backend')}; wrote {out}")
         if missing:
             print(f"demo: {missing} pair(s) lack outputs; see {out / 'summary.json'} and node.log",

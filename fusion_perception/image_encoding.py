@@ -90,11 +90,13 @@ def decode_image(
     return np.ascontiguousarray(pixels[:, :, list(layout.to_bgr)])
 
 
-def encode_image(image: np.ndarray, encoding: str | None = None) -> tuple[str, int, int, int, bytes]:
+def encode_image(image: np.ndarray, encoding: str | None = None) -> tuple[str, int, int, int, memoryview]:
     """Encode an array for a sensor_msgs/Image: returns (encoding, height, width, step, data).
 
     ``image`` is uint8 HxW (mono8), uint16 HxW (mono16) or uint8 HxWx3 BGR (bgr8, or rgb8 when asked).
-    Data is little-endian and unpadded.
+    ``data`` is a read-only, flat byte view (little-endian, unpadded): of ``image`` itself when it
+    is already laid out so (no copy; the node publishes ~2 MB a pair), else of a converted copy.
+    Copy it (``bytes(data)``, ``array.frombytes``) before ``image`` changes.
     """
     if encoding is None:
         if image.ndim == 2:
@@ -116,6 +118,7 @@ def encode_image(image: np.ndarray, encoding: str | None = None) -> tuple[str, i
         raise EncodingError(f"cannot encode {image.dtype} array of shape {image.shape} as {encoding}")
     if layout.to_bgr is not None and layout.to_bgr != (0, 1, 2):
         image = image[:, :, list(layout.to_bgr)]
-    data = np.ascontiguousarray(image, dtype=np.dtype(layout.dtype).newbyteorder("<")).tobytes()
+    pixels = np.ascontiguousarray(image, dtype=np.dtype(layout.dtype).newbyteorder("<"))
+    data = memoryview(pixels.reshape(-1).view(np.uint8)).toreadonly()
     height, width = image.shape[:2]
     return encoding, height, width, width * expected_channels * np.dtype(layout.dtype).itemsize, data

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import DatasetError
 
-__all__ = ["IMAGE_SUFFIXES", "IR_DIRS", "VIS_DIRS", "find_pairs", "read_pair"]
+__all__ = ["IMAGE_SUFFIXES", "IR_DIRS", "VIS_DIRS", "find_pairs", "read_pair", "split_names"]
 
 IR_DIRS = ("ir", "IR", "infrared", "Infrared", "Inf")
 VIS_DIRS = ("vi", "VI", "vis", "visible", "Visible", "Vis")
@@ -56,6 +56,21 @@ def find_pairs(root: Path | str, names: Sequence[str] | None = None) -> list[tup
     if not stems:
         raise DatasetError(f"{root} holds no image pairs")
     return [(s, ir[s], vis[s]) for s in stems]
+
+
+def split_names(root: Path | str, split: str | None) -> list[str] | None:
+    """Stems listed in ``split``: a file, or a name under ``root/splits/`` (``train`` ->
+    ``root/splits/train.txt``, one stem a line); None or "" = every pair (returns None).
+
+    Raises:
+        DatasetError: the split is neither an existing file nor a file under ``root/splits/``.
+    """
+    if not split:
+        return None
+    path = Path(split) if Path(split).is_file() else Path(root) / "splits" / f"{split}.txt"
+    if not path.is_file():
+        raise DatasetError(f"split {split!r} is neither a file nor {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def read_pair(ir_path: Path | str, visible_path: Path | str) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,8 @@
 #   scripts/setup.sh demo [ARGS]   runtime only (no torch), then the node pipeline on bundled samples
 #   scripts/setup.sh test [ARGS]   runtime + training + test tools, then ruff and pytest
 #   scripts/setup.sh train [ARGS]  runtime + training tools, then `fusion-perception train ARGS`
+#   scripts/setup.sh teacher [ARGS] runtime + training tools, then `fusion-perception teacher ARGS`
+#                                  (default `convert`: the NanoDet-g teacher's ONNX, docs/TEACHER.md)
 #   scripts/setup.sh env           set up the runtime only
 #
 # Re-running is cheap: each requirement set is installed once per content hash.
@@ -64,7 +66,7 @@ if ! "$VENV/bin/python" -c 'import vision_msgs.msg' 2>/dev/null; then
 fi
 
 case "$job" in
-  test|train) install_set "$ROOT/requirements/train.txt" ;;
+  test|train|teacher) install_set "$ROOT/requirements/train.txt" ;;
 esac
 [ "$job" = test ] && install_set "$ROOT/requirements/test.txt"
 
@@ -80,9 +82,10 @@ case "$job" in
   env) log "ready: $VENV" ;;
   demo) exec "$VENV/bin/fusion-perception" demo "$@" ;;
   train) exec "$VENV/bin/fusion-perception" train "$@" ;;
+  teacher) exec "$VENV/bin/fusion-perception" teacher "${@:-convert}" ;;
   test)
     "$VENV/bin/ruff" check .
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
-  *) log "unknown job '$job' (demo, test, train, env)"; exit 2 ;;
+  *) log "unknown job '$job' (demo, test, train, teacher, env)"; exit 2 ;;
 esac

@@ -22,17 +22,19 @@ BUNDLED_MODEL = REPO / "fusion_perception" / "assets" / "default.onnx"
 def ros_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Unique ROS_DOMAIN_ID (1..100) and ROS_LOG_DIR for this test session; restored afterwards.
 
-    Also FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (unless set): by default Fast DDS sends messages over
-    its 512 KiB shared-memory segment as UDP fragments, and under load a 921 kB best-effort frame
-    is then often lost whole (a reliable one stalls until the next heartbeat, seconds). LARGE_DATA
-    (shared memory with large segments + TCP) is the documented Fast DDS setting for camera data.
+    Also the package's Fast DDS profile (config/fastdds_large_data.xml, unless a transport was
+    chosen in the environment), exactly as the node, the demo and the camera stand-in set it for
+    themselves: the test process and every process it starts then share one transport setting,
+    which is what the delivery tests measure (docs/ROBOT.md).
     """
-    keys = ("ROS_DOMAIN_ID", "ROS_LOG_DIR", "FASTDDS_BUILTIN_TRANSPORTS")
+    from fusion_perception.ros.transport import BUILTIN_VAR, PROFILE_VARS, configure_dds_transport
+
+    keys = ("ROS_DOMAIN_ID", "ROS_LOG_DIR", BUILTIN_VAR, *PROFILE_VARS)
     saved = {k: os.environ.get(k) for k in keys}
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
     os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
-    yield {k: os.environ[k] for k in saved}
+    configure_dds_transport()
+    yield {k: os.environ[k] for k in saved if k in os.environ}
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -113,3 +115,100 @@ def ros_context(ros_env: dict[str, str]) -> Iterator[object]:
     rclpy.init(context=context)
     yield context
     context.try_shutdown()
+
+
+class CameraProcess:
+    """The camera stand-in (``python -m fusion_perception.ros.camera``) in its own process.
+
+    ``params`` are its ROS parameters (rate_hz, count, qos, ir_enabled, ...); ``stamps`` is the JSON
+    file it writes at the end with the stamps it sent per stream.
+    """
+
+    def __init__(self, log_path: Path, params: dict[str, object], name: str = "camera_pair") -> None:
+        import subprocess
+        import sys
+
+        self.stamps = log_path.with_suffix(".stamps.json")
+        args = ["--ros-args", "-r", f"__node:={name}", "-p", f"stamps_file:={self.stamps}"]
+        for key, value in params.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            args += ["-p", f"{key}:={text}"]
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "fusion_perception.ros.camera", *args],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout_s: float) -> int:
+        rc = self.proc.wait(timeout_s)
+        self._log.close()
+        return rc
+
+    def sent(self) -> dict[str, list[int]]:
+        import json
+
+        return json.loads(self.stamps.read_text())
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def set_remote_params(node: object, executor: object, target: str, timeout_s: float = 20.0,
+                      **values: object) -> list[str]:
+    """Set parameters of the node named ``target`` through its service; returns the failure reasons."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    from fusion_perception.ros.probe import spin_until
+
+    cli = node.create_client(SetParameters, f"/{target}/set_parameters")
+    try:
+        assert spin_until(executor, cli.service_is_ready, timeout_s), f"no /{target}/set_parameters"
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
+        future = cli.call_async(request)
+        assert spin_until(executor, future.done, timeout_s), f"/{target}/set_parameters did not answer"
+        return [r.reason for r in future.result().results if not r.successful]
+    finally:
+        node.destroy_client(cli)
+
+
+def call_service(node: object, executor: object, srv_type: type, name: str, request: object,
+                 timeout_s: float = 20.0) -> object:
+    """Call service ``name`` from ``node`` (spun by ``executor``) and return the response."""
+    from fusion_perception.ros.probe import spin_until
+
+    cli = node.create_client(srv_type, name)
+    try:
+        assert spin_until(executor, cli.service_is_ready, timeout_s), f"service {name} never appeared"
+        future = cli.call_async(request)
+        assert spin_until(executor, future.done, timeout_s), f"service {name} did not answer"
+        return future.result()
+    finally:
+        node.destroy_client(cli)
+
+
+def lifecycle_state(node: object, executor: object, target: str) -> str:
+    """Label of the lifecycle state of the node named ``target``."""
+    from lifecycle_msgs.srv import GetState
+
+    response = call_service(node, executor, GetState, f"/{target}/get_state", GetState.Request())
+    return response.current_state.label
+
+
+def lifecycle_transition(node: object, executor: object, target: str, label: str) -> bool:
+    """Ask the node named ``target`` for the transition ``label``; True when it succeeded."""
+    from lifecycle_msgs.srv import ChangeState
+
+    request = ChangeState.Request()
+    request.transition.label = label
+    return call_service(node, executor, ChangeState, f"/{target}/change_state", request).success

@@ -24,17 +24,25 @@ def main(msrs: str, out: str) -> None:
     })
     trainer = Trainer(cfg)
     first_batch = next(trainer.batches())["names"]
-    trainer.fit(progress=False)
+    trainer.fit(progress=False)  # checkpoint_every=3: saved at the end, RNG states of both ranks
+    resumed = Trainer(cfg)
+    resumed.load_state_dict(torch.load(Path(out) / "last.pt", weights_only=False))
+    own_rng = torch.equal(resumed.gen.get_state(), trainer.gen.get_state())
+    next_names = next(resumed.batches())["names"] == next(trainer.batches())["names"]
     flat = torch.cat([p.detach().reshape(-1) for m in (trainer.fusion, trainer.tasks, trainer.disc)
                       for p in m.parameters()])
     gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, flat)
     names = [None] * dist.get_world_size()
     dist.all_gather_object(names, first_batch)
+    resume = [None] * dist.get_world_size()
+    dist.all_gather_object(resume, own_rng and next_names)
     if dist.get_rank() == 0:
         same = all(torch.equal(gathered[0], g) for g in gathered[1:])
         distinct = names[0] != names[1]
-        (Path(out) / "ddp_check.txt").write_text(f"same_weights={same} distinct_batches={distinct}\n")
+        (Path(out) / "ddp_check.txt").write_text(
+            f"same_weights={same} distinct_batches={distinct} resumed_own_rng={all(resume)}\n"
+        )
     shutdown_distributed()
 
 

@@ -38,7 +38,7 @@ def test_hypergradient_matches_analytic_and_finite_difference(seed: int) -> None
     pr = _problem(seed)
     th = pr["theta"].clone().requires_grad_(True)
     om = pr["omega"].clone().requires_grad_(True)
-    h, c = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om])
+    h, c, _ = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om])
 
     a, b = pr["a"], pr["b"]
     theta = pr["theta"]
@@ -58,15 +58,37 @@ def test_hypergradient_matches_analytic_and_finite_difference(seed: int) -> None
     assert c != 0.0
 
 
-def test_hypergradient_scale_multiplies_the_correction() -> None:
-    pr = _problem(3)
+@pytest.mark.parametrize("seed", [0, 4])
+def test_released_correction_has_the_opposite_sign_and_scale_eta(seed: int) -> None:
+    """On f = ½r² the released form is ∇θF − η·(dF/dθ − ∇θF): the implicit term flipped and × η.
+
+    Closed form: ∇θF = (θ − t0) + MᵀMθ, implicit term b·(a·d)/|a|², so the released code's
+    ∇θF + η·c·∇θf (c = (a·d)/(r|a|²), ∇θf = −r·b) equals ∇θF − η·b·(a·d)/|a|².
+    """
+    pr = _problem(seed)
+    eta = 0.01
     th = pr["theta"].clone().requires_grad_(True)
     om = pr["omega"].clone().requires_grad_(True)
-    h1, _ = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om], scale=1.0)
-    h0, _ = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om], scale=0.0)
-    h2, _ = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om], scale=2.0)
-    assert torch.allclose(h2 - h0, 2 * (h1 - h0), atol=TOL)
-    assert not torch.allclose(h1, h0)
+    h, c, stats = hypergradient(
+        _upper(th, om, pr), _lower(th, om, pr), [th], [om], correction="released", lower_lr=eta
+    )
+    a, b, theta = pr["a"], pr["b"], pr["theta"]
+    direct = (theta - pr["t0"]) + pr["m"].t() @ (pr["m"] @ theta)
+    implicit = b * (a @ pr["d"]) / (a @ a)
+    assert torch.allclose(h, direct - eta * implicit, atol=TOL, rtol=0)
+    r = a @ pr["omega"] - b @ theta
+    assert c == pytest.approx(float((a @ pr["d"]) / (r * (a @ a))), rel=1e-12)
+    true = direct + implicit
+    assert not torch.allclose(h, true, atol=1e-3)
+    assert stats["norm_correction"] == pytest.approx(float((eta * implicit).norm()), rel=1e-9)
+
+
+def test_unknown_correction_is_refused() -> None:
+    pr = _problem(1)
+    th = pr["theta"].clone().requires_grad_(True)
+    om = pr["omega"].clone().requires_grad_(True)
+    with pytest.raises(ValueError, match="correction"):
+        hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om], correction="scaled")
 
 
 def test_random_rule_is_a_fresh_softmax_of_noise() -> None:
@@ -107,6 +129,23 @@ def test_min_norm_known_cases() -> None:
     assert torch.allclose(min_norm_weights([e1, 3 * e1]), torch.tensor([1.0, 0.0]))
     d, _ = aggregate([e1, e1, e1], "min_norm")
     assert torch.allclose(d, e1)
+
+
+@pytest.mark.parametrize(
+    ("grads", "expected_norm"),
+    [
+        ([[0.0, 0.0], [1.0, 0.0]], 0.0),  # a module without signal (e.g. a crop with no labels)
+        ([[1.0, 0.0], [-1.0, 0.0]], 0.0),  # opposed, collinear
+        ([[2.0, 0.0], [-1.0, 0.0]], 0.0),  # opposed, unequal
+        ([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], 0.0),
+        ([[1.0, 1.0], [2.0, 2.0]], 2**0.5),  # same direction: the shorter one
+    ],
+)
+def test_min_norm_degenerate_gradients(grads: list[list[float]], expected_norm: float) -> None:
+    vectors = [torch.tensor(g, dtype=torch.float64) for g in grads]
+    d, w = aggregate(vectors, "min_norm")
+    assert float(d.norm()) == pytest.approx(expected_norm, abs=1e-9)
+    assert torch.all(w >= 0) and float(w.sum()) == pytest.approx(1.0)
 
 
 def test_unknown_rule_is_refused() -> None:

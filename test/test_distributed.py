@@ -22,5 +22,5 @@ def test_torchrun_ranks_stay_in_sync(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     check = (tmp_path / "ddp_check.txt").read_text().split()
-    assert check == ["same_weights=True", "distinct_batches=True"], check
+    assert check == ["same_weights=True", "distinct_batches=True", "resumed_own_rng=True"], check
     assert (tmp_path / "last.pt").is_file()  # rank 0 checkpoints

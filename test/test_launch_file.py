@@ -68,7 +68,24 @@ def test_launch_starts_a_lifecycle_node_of_this_package_with_the_console_script(
 def test_config_file_exists_and_is_installed() -> None:
     assert (REPO / CONSTS["CONFIG"]) == CONFIG and CONFIG.is_file()
     setup = (REPO / "setup.py").read_text()
-    assert '"config/*.yaml"' in setup and '"launch/*.launch.py"' in setup
+    assert '"config/*.yaml"' in setup and '"launch/*.launch.py"' in setup and '"config/*.xml"' in setup
+
+
+def test_launch_sets_the_shipped_dds_profile_for_every_process() -> None:
+    from fusion_perception.ros.transport import PROFILE_VARS, shipped_profile
+
+    assert REPO / CONSTS["DDS_PROFILE"] == shipped_profile()  # the file the node itself would pick
+    assert ast.literal_eval(_assign(LAUNCH_TREE, "PROFILE_VARS")) == PROFILE_VARS
+    (setenv,) = _calls(LAUNCH_TREE, "SetEnvironmentVariable")
+    assert ast.unparse(setenv) == "SetEnvironmentVariable(var, LaunchConfiguration('dds_profile'))"
+    (default,) = [c for c in _calls(LAUNCH_TREE, "EnvironmentVariable")
+                  if ast.unparse(c.func) == "EnvironmentVariable"]
+    assert ast.unparse(default.args[0]) == "PROFILE_VARS[0]" and "DDS_PROFILE" in ast.unparse(default)
+
+
+def _assign(tree: ast.Module, name: str) -> ast.expr:
+    (value,) = [n.value for n in tree.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == name]
+    return value
 
 
 def test_namespace_remapping_and_params_file_arguments_are_declared_and_used() -> None:

@@ -13,14 +13,14 @@ from fusion_perception.cli import main
 pytestmark = pytest.mark.ros
 
 
-def test_demo_writes_images_and_summary(tmp_path: Path, model_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # what the demo sets; restored afterwards
+def test_demo_writes_images_and_summary(tmp_path: Path, model_path: Path) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--output", str(out), "--model", str(model_path), "--pairs", "3", "--rate", "10"]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pairs_sent"] == summary["pairs_complete"] == 3
     assert summary["backend"] == "onnxruntime" and summary["model"]["sha256"]
+    assert "fastdds_large_data.xml" in summary["dds_transport"]  # the shipped profile (docs/ROBOT.md)
     assert set(summary["outputs_received"].values()) == {3}
     for frame in summary["frames"]:
         assert frame["missing"] == [] and frame["node_pipeline_ms"]["total"] > 0

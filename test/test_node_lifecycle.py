@@ -29,31 +29,21 @@ def client(ros_context) -> Iterator[tuple[object, object]]:
 
 
 def _call(client, srv_type, name: str, request, timeout_s: float = 20.0):
-    from fusion_perception.ros.probe import spin_until
+    from conftest import call_service
 
-    node, executor = client
-    cli = node.create_client(srv_type, name)
-    try:
-        assert spin_until(executor, cli.service_is_ready, timeout_s), f"service {name} never appeared"
-        future = cli.call_async(request)
-        assert spin_until(executor, future.done, timeout_s), f"service {name} did not answer"
-        return future.result()
-    finally:
-        node.destroy_client(cli)
+    return call_service(*client, srv_type, name, request, timeout_s)
 
 
 def _state(client, name: str) -> str:
-    from lifecycle_msgs.srv import GetState
+    from conftest import lifecycle_state
 
-    return _call(client, GetState, f"/{name}/get_state", GetState.Request()).current_state.label
+    return lifecycle_state(*client, name)
 
 
 def _transition(client, name: str, label: str) -> bool:
-    from lifecycle_msgs.srv import ChangeState
+    from conftest import lifecycle_transition
 
-    req = ChangeState.Request()
-    req.transition.label = label
-    return _call(client, ChangeState, f"/{name}/change_state", req).success
+    return lifecycle_transition(*client, name, label)
 
 
 def _start(tmp_path: Path, name: str, **params) -> object:

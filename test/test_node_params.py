@@ -1,4 +1,4 @@
-"""Pure helpers of the ROS layer: parameter validation, the one-slot worker, diagnostics counters."""
+"""Pure helpers of the ROS layer: parameters, params files, the DDS profile choice, the one-slot worker."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from fusion_perception.pairing import StampPairer
-from fusion_perception.ros.diagnostics import ERROR, OK, WARN, NodeStats
-from fusion_perception.ros.params import PARAMS, ParameterValueError, default_model_path, settings_from_values
+from fusion_perception.ros.params import (
+    PARAMS,
+    ParameterValueError,
+    default_model_path,
+    settings_from_values,
+    unknown_parameters,
+)
+from fusion_perception.ros.process import params_file_error, params_files
+from fusion_perception.ros.transport import PROFILE_VARS, configure_dds_transport, shipped_profile
 from fusion_perception.ros.worker import LatestWorker
 
 
@@ -39,7 +45,11 @@ def test_default_model_is_found_through_the_package_not_the_cwd(tmp_path: Path, 
     ({"sync_slop_s": 2.0}, r"sync_slop_s=2.0 is outside \[0.0, 1.0\]"),
     ({"queue_size": 0}, "queue_size"),
     ({"fused_topic": ""}, "fused_topic must name a topic"),
-    ({"no_such_param": 1}, "unknown parameters"),
+    ({"no_such_param": 1}, "unknown parameter 'no_such_param'"),
+    ({"sync_slop": 0.01}, r"unknown parameter 'sync_slop' \(did you mean 'sync_slop_s'\?\)"),
+    ({"stale_input_s": 2.0, "stale_error_s": 1.0}, "stale_error_s=1.0 must be >= stale_input_s=2.0"),
+    ({"camera_loss_policy": "ignore"}, "camera_loss_policy='ignore' is not one of degrade, drop"),
+    ({"max_input_pixels": 0}, "max_input_pixels"),
 ])
 def test_bad_values_fail_with_a_reason_naming_them(values: dict, message: str) -> None:
     with pytest.raises(ParameterValueError, match=message):
@@ -88,44 +98,48 @@ def test_worker_keeps_the_newest_item_and_reports_replacements() -> None:
         worker.stop()
 
 
-def test_stats_levels_are_per_period_and_counters_are_totals() -> None:
-    stats = NodeStats()
-    stats.backend("onnxruntime", "active", "m.onnx")
-    stats.input("ir")
-    stats.drop("visible", "bad_layout", "step 10 is shorter")
-    first = stats.status(None)
-    assert first.level == WARN and "visible bad_layout" in first.message
-    assert first.value("dropped_visible_bad_layout") == "1" and first.value("received_ir") == "1"
-    second = stats.status(None)
-    assert second.level == OK and second.value("dropped_visible_bad_layout") == "1"
-    stats.error("pipeline failed: boom")
-    assert stats.status(None).level == ERROR
-    assert stats.status(None).value("last_error") == "pipeline failed: boom"
+def test_new_guards_have_documented_defaults() -> None:
+    s = settings_from_values({})
+    assert s.max_input_pixels == 2048 * 2048 and 1920 * 1080 <= s.max_input_pixels < 4000 * 3000
+    assert s.jump_reset_ns == 1_000_000_000
+    assert settings_from_values({"time_jump_reset_s": 0.0}).jump_reset_ns is None
+    assert (s.stale_input_s, s.stale_error_s, s.camera_loss_policy) == (1.0, 5.0, "degrade")
 
 
-def test_backend_not_active_is_a_warning() -> None:
-    stats = NodeStats()
-    stats.backend("onnxruntime", "configure failed")
-    status = stats.status(None)
-    assert status.level == WARN and "backend configure failed" in status.message
+def test_unknown_parameter_names_get_the_closest_valid_name() -> None:
+    valid = ["sync_slop_s", "use_sim_time", "qos_overrides./ir/image.subscription.depth"]
+    assert unknown_parameters(valid) == ""
+    message = unknown_parameters(["stale_input", "zzz"])
+    assert message == "unknown parameters 'stale_input' (did you mean 'stale_input_s'?), 'zzz'"
 
 
-def test_pairer_drops_are_folded_once() -> None:
-    stats, pairer, seen = NodeStats(), StampPairer(10, queue_size=2), {}
-    for t in (100, 200, 300):
-        pairer.push("visible", t, None)
-    pairer.push("visible", 50, None)
-    stats.drops_from_pairer(pairer.stats, seen)
-    stats.drops_from_pairer(pairer.stats, seen)
-    status = stats.status(pairer.stats)
-    assert status.value("dropped_visible_overflow") == "1"
-    assert status.value("dropped_visible_out_of_order") == "1"
+def test_params_file_problems_are_one_line_naming_file_line_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/**:\n  ros__parameters:\n    sync_slop_s: [0.1\n    queue_size: 5\n")
+    argv = ["node", "--ros-args", "-r", "__node:=x", "--params-file", str(bad)]
+    assert params_files(argv) == [bad]
+    assert params_files(["node", "--params-file", str(bad)]) == []  # not a ROS argument
+    message = params_file_error(argv)
+    assert message.startswith(f"parameters file {bad}: line 4, column 15: YAML error: expected")
+    assert "\n" not in message
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("sync_slop_s: 0.01\n")
+    assert "ros__parameters" in params_file_error(["n", "--ros-args", "--params-file", str(flat)])
+    assert "cannot read it" in params_file_error(["n", "--ros-args", "--params-file", str(tmp_path / "none")])
+    good = Path(__file__).resolve().parents[1] / "config" / "fusion_perception.yaml"
+    assert params_file_error(["n", "--ros-args", "--params-file", str(good)]) == ""
 
 
-def test_one_silent_camera_is_detected_but_two_are_not() -> None:
-    stats = NodeStats()
-    assert stats.silent_streams(1.0) == []
-    stats.input("visible")
-    now = time.monotonic()
-    assert stats.silent_streams(1.0, now) == ["ir"]
-    assert stats.silent_streams(1.0, now + 5.0) == []  # both silent: nobody is publishing
+def test_dds_profile_is_used_unless_the_user_chose_a_transport() -> None:
+    import xml.etree.ElementTree as ET
+
+    env: dict[str, str] = {}
+    used = configure_dds_transport(env)
+    assert env[PROFILE_VARS[0]] == env[PROFILE_VARS[1]] == str(shipped_profile()) and "shipped" in used
+    root = ET.parse(shipped_profile()).getroot()
+    ns = {"p": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    (participant,) = root.findall("p:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    for user in ({PROFILE_VARS[1]: "/robot/dds.xml"}, {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}):
+        env = dict(user)
+        assert "from the environment" in configure_dds_transport(env) and env == user

@@ -87,6 +87,9 @@ def test_offset_beyond_slop_never_pairs() -> None:
     assert _feed(pairer, events) == []
     assert pairer.stats.paired == 0
     assert pairer.stats.unpaired["ir"] + pairer.stats.unpaired["visible"] >= 38
+    # the offset stays visible although nothing paired (skew of paired frames stays 0)
+    assert pairer.stats.max_abs_skew_ns == 0
+    assert pairer.stats.last_unpaired_offset_ns == -2 * SLOP  # visible - IR
 
 
 def test_offset_of_a_whole_period_pairs_with_the_neighbour() -> None:
@@ -106,10 +109,36 @@ def test_reset_forgets_queues_but_keeps_counts() -> None:
     assert _feed(pairer, [("ir", 0), ("visible", 0)]) == [(0, 0)]  # time jumped back after a replay
 
 
+def test_time_jumping_back_restarts_pairing_at_once_and_counts_the_reset() -> None:
+    # a bag played in a loop: the second pass repeats the first pass's stamps
+    one_pass = [e for i in range(10) for e in (("ir", i * PERIOD), ("visible", i * PERIOD + MS))]
+    looped = StampPairer(SLOP, queue_size=5, jump_reset_ns=PERIOD * 5)
+    first = _feed(looped, one_pass)
+    second = _feed(looped, one_pass)
+    assert len(first) == 10 and second == first  # outputs resume with the first frame of the loop
+    assert looped.stats.resets == 1 and looped.stats.reset == {"ir": 0, "visible": 0}
+    # without a threshold the second pass is nothing but out-of-order drops (the bug this fixes)
+    stalled = StampPairer(SLOP, queue_size=5)
+    _feed(stalled, one_pass)
+    assert _feed(stalled, one_pass) == [] and stalled.stats.out_of_order["ir"] == 10
+
+
+def test_small_steps_back_stay_out_of_order_and_queued_frames_count_as_reset() -> None:
+    pairer = StampPairer(SLOP, queue_size=5, jump_reset_ns=10 * PERIOD)
+    _feed(pairer, [("visible", 100 * PERIOD), ("visible", 101 * PERIOD)])
+    assert _feed(pairer, [("visible", 99 * PERIOD)]) == []  # 2 periods back: late, not a reset
+    assert pairer.stats.out_of_order["visible"] == 1 and pairer.stats.resets == 0
+    assert _feed(pairer, [("visible", 0), ("ir", 0)]) == [(0, 0)]  # 101 periods back: reset
+    assert pairer.stats.resets == 1 and pairer.stats.reset["visible"] == 2
+    assert pairer.stats.dropped("visible") == 3
+
+
 def test_invalid_arguments_raise() -> None:
     with pytest.raises(ValueError, match="slop_ns"):
         StampPairer(-1)
     with pytest.raises(ValueError, match="queue_size"):
         StampPairer(SLOP, queue_size=0)
+    with pytest.raises(ValueError, match="jump_reset_ns"):
+        StampPairer(SLOP, jump_reset_ns=0)
     with pytest.raises(ValueError, match="stream"):
         StampPairer(SLOP).push("depth", 0, None)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fusion_perception.training.config import load_config  # noqa: E402
-from fusion_perception.training.trainer import Trainer  # noqa: E402
+from fusion_perception.training.trainer import Trainer, holdout_split  # noqa: E402
 
 MSRS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msrs"
 needs_msrs = pytest.mark.skipif(
@@ -52,26 +52,67 @@ def test_shipped_training_config_loads() -> None:
 
 @needs_msrs
 def test_training_steps_lower_the_losses_on_a_fixed_batch(tmp_path: Path) -> None:
-    trainer = Trainer(_tiny(tmp_path, steps=40, fusion_lr=5e-3, lower_lr=5e-3))
+    trainer = Trainer(
+        _tiny(tmp_path, steps=40, fusion_lr=5e-3, lower_lr=5e-3, bilevel_modules=["seg", "det", "disc"])
+    )
     batch = next(trainer.batches())
     first = trainer.train_step(batch)
     for _ in range(15):
         last = trainer.train_step(batch)
     assert last["det"] + last["seg"] < first["det"] + first["seg"]
-    assert last["fusion"] < first["fusion"]
-    assert {"c_seg", "c_det", "c_disc", "w_seg", "w_det", "w_disc"} <= last.keys()
+    assert last["upper/fusion"] < first["upper/fusion"]
+    for name in ("seg", "det", "disc"):
+        assert {f"upper/c_{name}", f"upper/w_{name}", f"upper/F_{name}", f"upper/f_{name}"} <= last.keys()
+        assert {f"upper/norm_correction_{name}", f"upper/cos_direct_correction_{name}"} <= last.keys()
 
 
 @needs_msrs
-@pytest.mark.parametrize("aggregation", ["random", "normalized", "min_norm"])
-def test_resume_restores_the_exact_state(tmp_path: Path, aggregation: str) -> None:
-    straight = Trainer(_tiny(tmp_path / "a", aggregation=aggregation))
+def test_upper_steps_are_logged_whatever_log_every_is(tmp_path: Path) -> None:
+    """log_every a multiple of upper_every used to hide every upper step; now each one is logged."""
+    trainer = Trainer(_tiny(tmp_path, steps=4, upper_every=2, log_every=4))
+    history = trainer.fit(progress=False)
+    upper_rows = [row for row in history if "upper/c_det" in row]
+    assert [row["step"] for row in upper_rows] == [1, 3]
+    assert all("upper/w_seg" in row and "upper/F_det" in row for row in upper_rows)
+
+
+def test_holdout_is_fixed_disjoint_and_seed_independent() -> None:
+    names = [f"{i:05d}D" for i in range(270)]
+    lower, upper = holdout_split(names, 0.1)
+    assert len(upper) == 27 and not set(lower) & set(upper) and set(lower) | set(upper) == set(names)
+    assert holdout_split(list(reversed(names)), 0.1)[1] == upper  # order of the split file is irrelevant
+
+
+@needs_msrs
+def test_upper_batches_come_from_the_held_out_pairs(tmp_path: Path) -> None:
+    trainer = Trainer(_tiny(tmp_path))
+    upper = {stem for stem, _, _ in trainer.upper_set.pairs}
+    lower = {stem for stem, _, _ in trainer.train_set.pairs}
+    assert upper and not upper & lower
+    assert set(trainer._batch(trainer.upper_set)["names"]) <= upper
+
+
+@needs_msrs
+@pytest.mark.parametrize(
+    ("scheme", "aggregation"),
+    [
+        ("bilevel", "random"),
+        ("bilevel", "normalized"),
+        ("bilevel", "min_norm"),
+        ("tdfusion", "min_norm"),
+        ("refusion", "min_norm"),
+    ],
+)
+def test_resume_restores_the_exact_state(tmp_path: Path, scheme: str, aggregation: str) -> None:
+    over = {"scheme": scheme, "aggregation": aggregation, "meta": {"meta_every": 1}}
+    straight = Trainer(_tiny(tmp_path / "a", **over))
     straight.fit(progress=False)
 
-    first = Trainer(_tiny(tmp_path / "b", aggregation=aggregation))
+    first = Trainer(_tiny(tmp_path / "b", **over))
     first.fit(progress=False, stop_at=2)  # interrupted; checkpoint_every=2 saved step 2
     ckpt = torch.load(Path(first.cfg.out_dir) / "last.pt", weights_only=False)
-    resumed = Trainer(_tiny(tmp_path / "b", aggregation=aggregation))
+    assert len(ckpt["rng"]) == 1  # one sampling state per rank
+    resumed = Trainer(_tiny(tmp_path / "b", **over))
     resumed.load_state_dict(ckpt)
     assert resumed.step == 2
     resumed.fit(progress=False)
@@ -80,3 +121,49 @@ def test_resume_restores_the_exact_state(tmp_path: Path, aggregation: str) -> No
         a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}.{key} differs after resume"
+    a, b = straight.ema.module.state_dict(), resumed.ema.module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "EMA weights differ after resume"
+    if straight.meta is not None:
+        a, b = straight.meta.loss_net.state_dict(), resumed.meta.loss_net.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), "loss net differs after resume"
+
+
+@needs_msrs
+@pytest.mark.parametrize("scheme", ["tdfusion", "refusion"])
+def test_learnable_loss_schemes_log_every_meta_step_and_dump_weights(tmp_path: Path, scheme: str) -> None:
+    trainer = Trainer(_tiny(tmp_path, scheme=scheme, steps=2, meta={"meta_every": 1}))
+    history = trainer.fit(progress=False)
+    meta_rows = [row for row in history if "upper/meta_outer" in row]
+    assert [row["step"] for row in meta_rows] == [1, 2]
+    for row in meta_rows:
+        assert 0.05 <= row["upper/w_int_ir_min"] <= row["upper/w_int_ir_max"] <= 0.95
+    assert ("upper/recon" in meta_rows[0]) == (scheme == "refusion")
+    maps = trainer.dump_loss_weights(tmp_path / "maps", count=1)
+    assert len(maps) == 1 and maps[0].stat().st_size > 0
+
+
+@needs_msrs
+def test_resume_with_another_world_size_is_refused(tmp_path: Path) -> None:
+    trainer = Trainer(_tiny(tmp_path))
+    state = trainer.state_dict()
+    state["rng"] = state["rng"] * 2
+    with pytest.raises(ValueError, match="2 rank"):
+        Trainer(_tiny(tmp_path)).load_state_dict(state)
+
+
+@needs_msrs
+def test_checkpoint_exports_the_ema_weights(tmp_path: Path) -> None:
+    trainer = Trainer(_tiny(tmp_path, steps=3))
+    trainer.fit(progress=False)
+    ckpt = torch.load(Path(trainer.cfg.out_dir) / "last.pt", weights_only=False)
+    ema = trainer.ema.module.state_dict()
+    assert all(torch.equal(ckpt["tasks"][k], ema[f"tasks.{k}"]) for k in ckpt["tasks"])
+    raw = trainer.tasks.state_dict()
+    assert any(not torch.equal(ckpt["tasks"][k], raw[k]) for k in raw if raw[k].is_floating_point())
+    info = trainer.model_info()
+    assert info.det_strides == (16, 32) and info.seg_stride == 8
+
+
+def test_fusion_only_phase_needs_the_plain_scheme() -> None:
+    with pytest.raises(ValueError, match="train_tasks"):
+        load_config(None, {"train_tasks": False, "scheme": "bilevel"})

@@ -57,6 +57,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pairs", type=int, help="stop after this many pairs")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--judge",
+        action="store_true",
+        help="also score fused/IR/visible/average/max images with the fixed NanoDet-g teacher",
+    )
 
 
 def _add_play(sub: argparse._SubParsersAction) -> None:
@@ -131,6 +136,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         max_pairs=args.max_pairs,
         threads=args.threads,
         progress=not args.no_progress,
+        judge=args.judge,
     )
     s = evaluate_bag(args.bag, args.json, opts)
     lat, tp, pairing = s["latency_ms"]["total"], s["throughput"], s["pairing"]
@@ -145,6 +151,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         else None,
     }
     print(json.dumps(brief, indent=1))
+    if s["judge"]:
+        from ..teacher.judge import format_judge
+
+        print("\n".join(format_judge(s["judge"])))
     print(
         f"wrote {args.json}"
         + (f", {output_bag}" if output_bag else "")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..errors import BagError, DatasetError, FusionPerceptionError
 from ..pairing import Pair, StampPairer
-from ..preprocessing import PreprocessConfig, thermal_to_unit, to_gray, unit_to_uint8, warp_to_visible
+from ..preprocessing import PreprocessConfig
 from ..ros.params import NodeSettings, settings_from_values
 from ..runtime.backend import OnnxRuntimeBackend
 from ..runtime.pipeline import PerceptionResult, Pipeline, PipelineConfig
@@ -54,6 +54,8 @@ class EvaluateOptions:
         threads: ONNX Runtime intra-op threads (0 = every core).
         progress: show a tqdm progress bar on stderr.
         samples: sample frames saved in the report.
+        judge: also score the fused, IR, visible, average and max images of every labelled pair
+            with the fixed NanoDet-g teacher (:mod:`fusion_perception.teacher.judge`; needs labels).
     """
 
     params: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +70,7 @@ class EvaluateOptions:
     threads: int = 0
     progress: bool = True
     samples: int = 4
+    judge: bool = False
 
     def __post_init__(self) -> None:
         if self.metrics_every < 0:
@@ -139,6 +142,13 @@ class _Run:
             from ..metrics.detection import DetectionEvaluator
 
             self.evaluator = DetectionEvaluator(list(self.pipeline.info.det_classes))
+        self.judge = None
+        if opts.judge:
+            if labels is None:
+                raise DatasetError("--judge scores images against labels, and this bag has no label index")
+            from ..teacher.judge import TeacherJudge
+
+            self.judge = TeacherJudge(training=self.pipeline.info.training, class_names=labels.classes)
         self.sample_at = set(
             np.linspace(0, max(expected_pairs - 1, 0), opts.samples).round().astype(int).tolist()
         )
@@ -213,6 +223,8 @@ class _Run:
             record["metrics"] = self._fusion_metrics(ir, vis, result)
             self.metrics_s += time.perf_counter() - t0
         self._add_detections(stamp, result)
+        if self.judge is not None:
+            self._add_judge(stamp, ir, vis, result)
         if index in self.sample_at:
             self.samples.append(
                 Sample(stamp, self._ir8(ir, vis), vis, result.fused_bgr, overlay, result.detections)
@@ -228,15 +240,14 @@ class _Run:
 
     def _ir8(self, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
         """IR as the network sees it (gain control, registration), 8-bit, in the visible grid."""
-        grey = to_gray(ir)
-        if self.settings.homography is not None:
-            grey = warp_to_visible(grey, np.asarray(self.settings.homography), (vis.shape[1], vis.shape[0]))
-        return grey if grey.dtype == np.uint8 else unit_to_uint8(thermal_to_unit(grey, self.settings.gain))
+        from ..evaluation import ir_as_seen
+
+        return ir_as_seen(ir, (vis.shape[1], vis.shape[0]), self.pipeline.config.preprocess)
 
     def _fusion_metrics(self, ir: np.ndarray, vis: np.ndarray, result: PerceptionResult) -> dict[str, float]:
-        from ..metrics.fusion import fusion_metrics
+        from ..evaluation import published_fusion_metrics
 
-        return fusion_metrics(result.fused_bgr, self._ir8(ir, vis), vis)
+        return published_fusion_metrics(ir, vis, result.fused_bgr, self.pipeline.config.preprocess)
 
     def _add_detections(self, stamp: int, result: PerceptionResult) -> None:
         if self.evaluator is None or self.labels is None or self.class_map is None:
@@ -253,6 +264,19 @@ class _Run:
             f"{stamp}:{entry.name}", boxes, self.class_map[classes], dets.boxes, dets.scores, dets.class_ids
         )
         self.labelled += 1
+
+    def _add_judge(self, stamp: int, ir: np.ndarray, vis: np.ndarray, result: PerceptionResult) -> None:
+        """Teacher scores of this pair's images; its time counts as measurement, not processing."""
+        from ..teacher.judge import judge_inputs
+
+        entry = self.labels.entries.get(stamp) if self.labels is not None else None
+        if self.judge is None or entry is None:
+            return
+        t0 = time.perf_counter()
+        boxes, classes = entry.load()
+        images = judge_inputs(self._ir8(ir, vis), vis, result.fused_bgr)
+        self.judge.add(f"{stamp}:{entry.name}", images, boxes, classes)
+        self.metrics_s += time.perf_counter() - t0
 
 
 def _load_labels(bag: Path, choice: Path | None) -> LabelIndex | None:
@@ -306,6 +330,7 @@ def _summary(run: _Run, source: BagImages, pairer: StampPairer[Frame], wall_s: f
         },
         "fusion_metrics": fusion,
         "detection": detection,
+        "judge": run.judge.summarize() if run.judge is not None else None,
         "frames": records,
     }
 

@@ -96,8 +96,11 @@ def play_bag(path: Path | str, options: PlayOptions | None = None) -> int:
     from rclpy.duration import Duration
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+    from ..ros.transport import configure_dds_transport
+
     opts = options or PlayOptions()
     reader = _open(Path(path))
+    configure_dds_transport()  # camera-sized frames cross processes whole (docs/ROBOT.md)
     context = rclpy.Context()
     rclpy.init(context=context)
     node = None

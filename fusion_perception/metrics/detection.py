@@ -154,6 +154,43 @@ class DetectionEvaluator:
             ev.accumulate()
         return ev.eval["precision"][:, :, :, 0, 0]
 
+    def operating_points(
+        self, thresholds: Sequence[float], *, iou_threshold: float = 0.5
+    ) -> list[dict[str, float]]:
+        """Precision, recall, F1 and boxes per image over all classes at each score threshold.
+
+        mAP integrates over thresholds; a robot runs at one. Detections are matched greedily by score to
+        unmatched ground truth of the same class at IoU >= ``iou_threshold`` (COCO's rule at one IoU).
+        """
+        by_key: dict[tuple[int, int], tuple[list, list]] = {}
+        for a in self._gt:
+            x, y, w, h = a["bbox"]
+            by_key.setdefault((a["image_id"], a["category_id"]), ([], []))[0].append([x, y, x + w, y + h])
+        for d in self._dt:
+            x, y, w, h = d["bbox"]
+            box = [x, y, x + w, y + h, d["score"]]
+            by_key.setdefault((d["image_id"], d["category_id"]), ([], []))[1].append(box)
+        scored: list[tuple[float, bool]] = []
+        for gts, dts in by_key.values():
+            det = np.asarray(sorted(dts, key=lambda r: -r[4]), np.float64).reshape(-1, 5)
+            hits = _greedy_matches(np.asarray(gts, np.float64).reshape(-1, 4), det[:, :4], iou_threshold)
+            scored += list(zip(det[:, 4].tolist(), hits.tolist(), strict=True))
+        num_gt = len(self._gt)
+        images = max(len(self._image_ids), 1)
+        rows = []
+        for t in thresholds:
+            # Matching at a threshold equals matching all, then keeping kept ones: greedy order is by score.
+            kept = [hit for score, hit in scored if score >= t]
+            tp = sum(kept)
+            precision = tp / len(kept) if kept else 1.0
+            recall = tp / num_gt if num_gt else math.nan
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+            rows.append({
+                "threshold": float(t), "precision": precision, "recall": recall, "f1": f1,
+                "boxes_per_image": len(kept) / images,
+            })
+        return rows
+
     def summarize(self) -> dict:
         """Score everything added so far.
 
@@ -184,6 +221,24 @@ class DetectionEvaluator:
             },
             "num_images": len(self._image_ids),
         }
+
+
+def _greedy_matches(gts: np.ndarray, dts: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Which detections (rows of ``dts``, highest score first) match a ground truth box one-to-one."""
+    matched = np.zeros(len(dts), bool)
+    used = np.zeros(len(gts), bool)
+    for i, d in enumerate(dts):
+        if not len(gts):
+            break
+        lt = np.maximum(gts[:, :2], d[:2])
+        rb = np.minimum(gts[:, 2:], d[2:])
+        inter = np.clip(rb - lt, 0, None).prod(1)
+        union = (gts[:, 2:] - gts[:, :2]).prod(1) + (d[2:] - d[:2]).prod() - inter
+        iou = np.where(used, -1.0, inter / np.maximum(union, 1e-9))
+        j = int(iou.argmax())
+        if iou[j] >= iou_threshold:
+            used[j] = matched[i] = True
+    return matched
 
 
 def load_yolo_labels(path: str | Path, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -66,9 +66,16 @@ def build_deployed(model_config: dict[str, dict[str, Any]], info: ModelInfo) -> 
     if "dilations" in fusion_kwargs:
         fusion_kwargs["dilations"] = tuple(fusion_kwargs["dilations"])
     try:
-        return DeployedModel(GuidedFusionNet(**fusion_kwargs), TaskNet(**tasks_kwargs), info)
-    except TypeError as err:
+        tasks = TaskNet(**tasks_kwargs)
+        model = DeployedModel(GuidedFusionNet(**fusion_kwargs), tasks, info)
+    except (TypeError, ValueError) as err:
         raise ModelFormatError(f"model_config has kwargs the networks do not take: {err}") from err
+    if (tasks.det_strides, tasks.seg_stride) != (tuple(info.det_strides), info.seg_stride):
+        raise ModelFormatError(
+            f"the task net lays detections on strides {tasks.det_strides} and segmentation on stride "
+            f"{tasks.seg_stride}, but the model info says {tuple(info.det_strides)} and {info.seg_stride}"
+        )
+    return model
 
 
 def save_deployed(model: DeployedModel, path: Path | str, model_config: dict[str, dict[str, Any]]) -> Path:

@@ -56,9 +56,12 @@ def array_to_image(image: np.ndarray, header: Header, encoding: str | None = Non
     """Array -> sensor_msgs/Image carrying ``header`` (mono8, mono16 or bgr8 picked from the array)."""
     enc, height, width, step, data = encode_image(image, encoding)
     msg = Image(header=header, height=height, width=width, encoding=enc, is_bigendian=0, step=step)
-    # An array.array('B') is stored as is; other sequences are converted, and with
-    # ROS_PYTHON_CHECK_FIELDS=1 also checked element by element in Python (~1 M ints per frame).
-    msg.data = array.array("B", data)
+    # One copy out of the array (frombytes reads the buffer; no tobytes() in between). The setter
+    # stores an array.array('B') as is under ROS_PYTHON_CHECK_FIELDS=1 and copies it once more
+    # (memcpy) otherwise; any other sequence would be converted, or checked, element by element.
+    buf = array.array("B")
+    buf.frombytes(data)
+    msg.data = buf
     return msg
 
 
@@ -114,9 +117,19 @@ def status_to_msg(status: Status, name: str, hardware_id: str, stamp: Time) -> D
     return DiagnosticArray(header=Header(stamp=stamp), status=[st])
 
 
-def timing_to_msg(timings_ms: dict[str, float], header: Header) -> DiagnosticArray:
+def timing_to_msg(
+    timings_ms: dict[str, float], header: Header, sources: str = "ir+visible"
+) -> DiagnosticArray:
     """Per-frame milliseconds (pipeline stages; the node's queue wait and receipt -> published total),
-    stamped with the frame's header so receivers match them by stamp."""
-    status = DiagnosticStatus(level=DiagnosticStatus.OK, name="pipeline_ms")
+    stamped with the frame's header so receivers match them by stamp.
+
+    ``sources`` says what the outputs were computed from: a frame from one camera alone (the other
+    silent) is marked level WARN, message ``degraded: <camera> only`` and value ``degraded`` = 1
+    (every value stays a number, so consumers can parse them all as floats).
+    """
+    degraded = sources != "ir+visible"
+    status = DiagnosticStatus(level=DiagnosticStatus.WARN if degraded else DiagnosticStatus.OK,
+                              name="pipeline_ms", message=f"degraded: {sources} only" if degraded else "")
     status.values = [KeyValue(key=k, value=f"{v:.3f}") for k, v in timings_ms.items()]
+    status.values.append(KeyValue(key="degraded", value="1" if degraded else "0"))
     return DiagnosticArray(header=header, status=[status])

@@ -6,15 +6,18 @@ reason logged and in /diagnostics, never a crash); ``activate`` subscribes and s
 worker; ``deactivate`` / ``cleanup`` free them again. With ``autostart`` (default) the node
 configures and activates itself, so a plain start just works.
 
-Threads: subscription callbacks decode and pair on the executor thread; the newest pair goes to a
-one-slot worker (see :mod:`.worker`) that runs the pipeline and publishes.
+Threads: subscription callbacks (:mod:`.camera_inputs`) count, guard and decode frames on the
+executor thread, and the intake (:mod:`.intake`) pairs them, or passes one camera's frames on alone
+while the other is silent; each job goes to a one-slot worker (see :mod:`.worker`) that runs the
+pipeline and publishes. Every frame ends as an output or in a ``dropped_<stream>_<reason>`` counter.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import rclpy
@@ -26,41 +29,44 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from ..errors import EncodingError, ImageShapeError
-from ..image_encoding import ACCEPTED_ENCODINGS
-from ..pairing import Pair, StampPairer
+from ..pairing import StampPairer
 from ..preprocessing import PreprocessConfig
 from ..runtime.backend import Backend
-from ..runtime.pipeline import Pipeline, PipelineConfig
+from ..runtime.pipeline import PerceptionResult, Pipeline, PipelineConfig
 from .backend_select import load_backend
-from .diagnostics import ERROR, WARN, NodeStats
+from .camera_inputs import CameraInputs
+from .diagnostics import ERROR, NodeStats
+from .intake import FrameIntake, Job, single_camera_inputs
 from .messages import (
     array_to_image,
     detections_to_msg,
-    image_to_array,
     label_info,
     stamp_to_ns,
     status_to_msg,
     timing_to_msg,
 )
-from .params import PARAMS, SPECS, NodeSettings, ParameterValueError, ParamSpec, settings_from_values
-from .worker import LatestWorker
+from .params import (
+    PARAMS,
+    SPECS,
+    NodeSettings,
+    ParameterValueError,
+    ParamSpec,
+    settings_from_values,
+    unknown_parameters,
+)
+from .process import params_file_error, return_large_buffers_to_the_os, spin_until_finished
+from .transport import configure_dds_transport
+from .worker import HandoffStage, LatestWorker
 
 __all__ = ["FusionPerceptionNode", "main"]
 
@@ -84,14 +90,6 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
-def _input_qos(kind: str, depth: int) -> QoSProfile:
-    if kind == "sensor_data":
-        return QoSProfile(history=qos_profile_sensor_data.history, depth=depth,
-                          reliability=qos_profile_sensor_data.reliability,
-                          durability=qos_profile_sensor_data.durability)
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-
-
 class FusionPerceptionNode(LifecycleNode):
     """IR + visible images in; fused image, segmentation, detections, labels and diagnostics out."""
 
@@ -102,11 +100,16 @@ class FusionPerceptionNode(LifecycleNode):
         self._settings: NodeSettings | None = None
         self._backend: Backend | None = None
         self._pipeline: Pipeline | None = None
-        self._pairer: StampPairer[Frame] | None = None
-        self._pairer_seen: dict[tuple[str, str], int] = {}
-        self._worker: LatestWorker[Pair[Frame]] | None = None
-        self._subs: list[Any] = []
+        self._single_pipeline: Pipeline | None = None  # one camera alone: no homography (see intake)
+        self._intake: FrameIntake[Frame] | None = None
+        self._intake_seen: dict[tuple[str, str], int] = {}
+        self._inputs: CameraInputs | None = None
+        self._worker: LatestWorker[Job[Frame]] | None = None
+        self._publisher: HandoffStage[Callable[[], None]] | None = None  # publish_thread
         self._pubs: dict[str, Any] = {}
+        self.finished = False  # set by the shutdown transition; main() then ends the process
+        self.stats.backend("none", "unconfigured", reason="not configured yet" if self.autostart else
+                           "autostart is false: waiting for a configure transition")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         period = self.get_parameter("diagnostics_period_s").value
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -124,6 +127,11 @@ class FusionPerceptionNode(LifecycleNode):
                 errors.append(f"parameter {spec.name}: {err}")
                 self.get_logger().error(f"{errors[-1]}; using the default until fixed")
                 self.declare_parameter(spec.name, default, _descriptor(spec), ignore_override=True)
+        unknown = unknown_parameters(self._parameter_overrides)
+        if unknown:
+            errors.append(f"{unknown} in the params file or -p overrides; valid names are in "
+                          f"config/fusion_perception.yaml")
+            self.get_logger().error(errors[-1])
         return errors
 
     def _param_values(self, overrides: Sequence[Parameter] = ()) -> dict[str, Any]:
@@ -141,14 +149,21 @@ class FusionPerceptionNode(LifecycleNode):
         if self._settings is not None:
             self._settings = settings
             if self._pipeline is not None:
-                self._pipeline = Pipeline(self._pipeline.backend, self._pipeline_config(settings))
+                backend = self._pipeline.backend
+                self._pipeline = Pipeline(backend, self._pipeline_config(settings))
+                self._single_pipeline = Pipeline(backend, self._pipeline_config(settings, True))
+            if self._intake is not None:
+                self._intake.policy = settings.camera_loss_policy
         return SetParametersResult(successful=True)
 
     @staticmethod
-    def _pipeline_config(s: NodeSettings) -> PipelineConfig:
+    def _pipeline_config(s: NodeSettings, single_camera: bool = False) -> PipelineConfig:
+        """The pipeline's settings; ``single_camera`` drops the homography (both inputs are one frame)."""
+        homography = None if single_camera else s.homography
         return PipelineConfig(
-            preprocess=PreprocessConfig(network_size=None, gain=s.gain, homography=s.homography),
+            preprocess=PreprocessConfig(network_size=None, gain=s.gain, homography=homography),
             score_threshold=s.score_threshold, iou_threshold=s.iou_threshold, max_detections=s.max_detections,
+            restore_colour=s.publish_fused or s.publish_overlay,
         )
 
     @property
@@ -174,11 +189,10 @@ class FusionPerceptionNode(LifecycleNode):
             reason = f"configure failed: {type(err).__name__}: {err}"
             self.get_logger().error(reason)
             self.stats.error(reason)
-            self.stats.backend(kind, "configure failed")
+            self.stats.backend(kind, "configure failed", reason=reason.removeprefix("configure failed: "))
             return TransitionCallbackReturn.FAILURE
         self._settings, self._backend, self._pipeline = settings, backend, pipeline
-        self._pairer = StampPairer(settings.slop_ns, settings.queue_size)
-        self._pairer_seen = {}
+        self._single_pipeline = Pipeline(backend, self._pipeline_config(settings, True))
         out = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -195,34 +209,32 @@ class FusionPerceptionNode(LifecycleNode):
         info = backend.info
         self._pubs["det_labels"].publish(label_info(info.det_classes, header, settings.score_threshold))
         self._pubs["seg_labels"].publish(label_info(info.seg_classes, header))
-        self.stats.backend(backend.name, "inactive", str(settings.model_path))
+        model_file = getattr(backend, "model_path", settings.model_path)  # the INT8 sibling for int8
+        self.stats.backend(backend.name, "inactive", str(model_file), "configured; waiting for activate")
         for reason in getattr(backend, "fallback_reasons", ()):
             self.stats.note(f"backend fallback: {reason}")
         self.get_logger().info(
-            f"loaded {settings.model_path} with {backend.name}: input {backend.info.input_size}, "
+            f"loaded {model_file} with {backend.name}: input {backend.info.input_size}, "
             f"det classes {list(backend.info.det_classes)}, training {backend.info.training}"
         )
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self._settings
-        self._pairer.reset()
-        self._worker = LatestWorker(self._process_pair, self._on_worker_error)
-        qos = _input_qos(s.input_qos, s.queue_size)
-        for stream, topic in (("ir", s.ir_topic), ("visible", s.visible_topic)):
-            events = SubscriptionEventCallbacks(incompatible_qos=lambda info, t=topic: self.get_logger().warn(
-                f"QoS incompatible with a publisher on {t} (policy {info.last_policy_kind}); "
-                f"input_qos is {s.input_qos}"))
-            self._subs.append(self.create_subscription(
-                Image, topic, lambda msg, st=stream: self._on_image(st, msg), qos, event_callbacks=events))
+        pairer: StampPairer[Frame] = StampPairer(s.slop_ns, s.queue_size, jump_reset_ns=s.jump_reset_ns)
+        self._intake = FrameIntake(pairer, s.stale_input_s, s.camera_loss_policy, time.monotonic())
+        self._intake_seen = {}
+        self._worker = LatestWorker(self._process_job, self._on_worker_error)
+        if s.publish_thread:
+            self._publisher = HandoffStage(lambda publish: publish(), self._on_worker_error)
+        self._inputs = CameraInputs(self, s, self.stats, self._on_frame)
         self.stats.backend(self._backend.name, "active")
-        topics = " + ".join(sub.topic_name for sub in self._subs)
-        self.get_logger().info(f"active: {topics} ({s.input_qos})")
+        self.get_logger().info(f"active: {self._inputs.topics} ({s.input_qos})")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_inputs()
-        self.stats.backend(self._backend.name, "inactive")
+        self.stats.backend(self._backend.name, "inactive", reason="deactivated by a lifecycle transition")
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -230,7 +242,11 @@ class FusionPerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free everything and let :func:`main` end the process (a finalized node serves nothing)."""
         self.release()
+        self.stats.backend(self.stats.backend_name, "finalized", reason="shut down by a lifecycle transition")
+        self.get_logger().info("shutdown transition: exiting")
+        self.finished = True
         return TransitionCallbackReturn.SUCCESS
 
     def release(self) -> None:
@@ -239,12 +255,16 @@ class FusionPerceptionNode(LifecycleNode):
         self._release_model()
 
     def _stop_inputs(self) -> None:
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs = []
+        if self._inputs is not None:
+            self._inputs.destroy()
+            self._inputs = None
+        self._intake = None
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
+        if self._publisher is not None:  # after the worker: it may still hand over its last outputs
+            self._publisher.stop()
+            self._publisher = None
 
     def _release_model(self) -> None:
         for pub in self._pubs.values():
@@ -252,49 +272,71 @@ class FusionPerceptionNode(LifecycleNode):
         self._pubs = {}
         if self._backend is not None:
             self._backend.close()
-            self.stats.backend(self._backend.name, "unconfigured")
-        self._backend = self._pipeline = self._settings = self._pairer = None
+            self.stats.backend(self._backend.name, "unconfigured", reason="cleaned up; waiting for configure")
+        self._backend = self._pipeline = self._single_pipeline = self._settings = None
 
     # ------------------------------------------------------------------------------ data path
-    def _on_image(self, stream: str, msg: Image) -> None:
-        """Decode, validate and pair one frame (executor thread; cheap, never runs the network)."""
-        self.stats.input(stream)
-        if self._pairer is None or self._worker is None:
+    def _on_frame(self, stream: str, header: Header, image: Any, received: float) -> None:
+        """Pair one decoded frame, or pass it on alone while its partner is silent (executor thread)."""
+        intake, worker = self._intake, self._worker
+        if intake is None or worker is None:
             return
-        try:
-            image = image_to_array(msg)
-        except EncodingError as err:
-            reason = "unsupported_encoding" if msg.encoding not in ACCEPTED_ENCODINGS else "bad_layout"
-            self.stats.drop(stream, reason, str(err))
-            self.get_logger().warn(f"{stream} frame dropped: {err}", throttle_duration_sec=5.0)
-            return
-        frame = (msg.header, image, time.perf_counter())
-        pairs = self._pairer.push(stream, stamp_to_ns(msg.header.stamp), frame)
-        self.stats.drops_from_pairer(self._pairer.stats, self._pairer_seen)
-        for pair in pairs:
-            if self._worker.submit(pair):
+        stamp, resets = stamp_to_ns(header.stamp), intake.pairer.stats.resets
+        jobs = intake.push(stream, stamp, (header, image, received), time.monotonic())
+        if intake.pairer.stats.resets > resets:
+            self.get_logger().info(
+                f"{stream} stamp went back in time by more than time_jump_reset_s = "
+                f"{self._settings.jump_reset_ns / 1e9:g} s (bag loop or simulation reset): pairing restarts "
+                f"at {stamp / 1e9:.3f} s ({intake.pairer.stats.resets} reset(s) so far)")
+        self.stats.fold(intake.drops(), self._intake_seen)
+        for job in jobs:
+            if worker.submit(job):
                 self.stats.drop("pair", "busy", "inference slower than the cameras; kept the newest pair")
 
-    def _process_pair(self, pair: Pair[Frame]) -> None:
-        """Run the pipeline on one pair and publish every output with the visible header (worker thread)."""
+    def _process_job(self, job: Job[Frame]) -> None:
+        """Run the pipeline on one job and publish every output (worker thread).
+
+        A pair's outputs carry the visible header; a single camera's carry that camera's header
+        (its stamp and frame), since they are computed in its pixel grid.
+        """
         pipeline, settings, pubs = self._pipeline, self._settings, self._pubs
+        if job.degraded:
+            pipeline = self._single_pipeline
         if pipeline is None or settings is None:
             return
-        (header, visible, t_vis), (_, ir, t_ir) = pair.visible, pair.ir
+        frames = [f for f in (job.visible, job.ir) if f is not None]
+        header, t_received = frames[0][0], max(f[2] for f in frames)  # a pair exists from its 2nd frame on
+        ir, visible = (job.ir[1] if job.ir else None), (job.visible[1] if job.visible else None)
+        if job.degraded:
+            ir, visible = single_camera_inputs(ir, visible, settings.gain)
         t_start = time.perf_counter()
         result = pipeline(ir, visible)
-        pubs["fused"].publish(array_to_image(result.fused_bgr, header, "bgr8"))
+        publish = functools.partial(self._publish_outputs, pipeline, settings, pubs, job, header, result,
+                                    (t_received, t_start))
+        if self._publisher is None or not self._publisher.put(publish):
+            publish()  # publish_thread off (or stopping): publish here, before the next job
+
+    def _publish_outputs(self, pipeline: Pipeline, settings: NodeSettings, pubs: dict[str, Any],
+                         job: Job[Frame], header: Header, result: PerceptionResult,
+                         times: tuple[float, float]) -> None:
+        """Convert and publish one job's outputs (``publish_thread``: on the publish thread, while the
+        worker already runs the next job). ``times``: perf_counter() at receipt and at pipeline start."""
+        t_received, t_start = times
+        # fused_bgr is None when colour restoration was off (both outputs disabled); a parameter
+        # change swaps settings before the pipeline, so check the result, not only the settings.
+        if settings.publish_fused and result.fused_bgr is not None:
+            pubs["fused"].publish(array_to_image(result.fused_bgr, header, "bgr8"))
         pubs["labels"].publish(array_to_image(result.labels, header, "mono8"))
-        if settings.publish_overlay:
+        if settings.publish_overlay and result.fused_bgr is not None:
             pubs["overlay"].publish(array_to_image(pipeline.segmentation_overlay(result), header, "bgr8"))
         pubs["detections"].publish(detections_to_msg(result.detections, header))
         if settings.publish_timing:
-            t_received = max(t_vis, t_ir)  # the pair existed from its second frame on
             node_ms = {"queue_wait": (t_start - t_received) * 1e3,
                        "node_total": (time.perf_counter() - t_received) * 1e3}
-            pubs["timing"].publish(timing_to_msg({**result.timings_ms, **node_ms}, header))
+            pubs["timing"].publish(timing_to_msg({**result.timings_ms, **node_ms}, header,
+                                                 sources=job.sources))
         age_ns = self.get_clock().now().nanoseconds - stamp_to_ns(header.stamp)
-        self.stats.output(result.timings_ms["total"], age_ns / 1e6)
+        self.stats.output(result.timings_ms["total"], age_ns / 1e6, job.degraded)
 
     def _on_worker_error(self, err: BaseException) -> None:
         if isinstance(err, ImageShapeError):
@@ -306,27 +348,49 @@ class FusionPerceptionNode(LifecycleNode):
         self.get_logger().error(f"pair dropped: {type(err).__name__}: {err}", throttle_duration_sec=5.0)
 
     def _publish_diagnostics(self) -> None:
-        if self._settings is not None and self._subs:
-            for stream in self.stats.silent_streams(self._settings.stale_input_s):
-                self.stats.error(f"no {stream} frames for more than {self._settings.stale_input_s:g} s", WARN)
-        pairing = self._pairer.stats if self._pairer is not None else None
-        status = self.stats.status(pairing)
+        extra: list[tuple[str, str]] = []
+        health = None
+        intake, settings = self._intake, self._settings
+        if self._inputs is not None:
+            self._inputs.settle()
+        if intake is not None and settings is not None:
+            live = intake.watch.assess(time.monotonic(), settings.stale_error_s, settings.camera_loss_policy)
+            health = (live.level, live.message)
+            extra += [*intake.values(), *live.values()]
+        status = self.stats.status(extra, health)
         self._diag_pub.publish(status_to_msg(
             status, f"{self.get_fully_qualified_name()}: fusion_perception", self.stats.backend_name,
             self.get_clock().now().to_msg()))
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``fusion_perception_node``: start the node, autostart it, spin until shutdown."""
-    rclpy.init(args=args)
+    """Console script ``fusion_perception_node``: start the node, autostart it, spin until shutdown.
+
+    Returns 0 after Ctrl-C, SIGTERM or the lifecycle ``shutdown`` transition; 2 (with one line on
+    stderr) when a params file cannot be read or parsed.
+    """
+    argv = list(sys.argv if args is None else args)
+    problem = params_file_error(argv)
+    if problem:
+        print(f"fusion_perception_node: error: {problem}", file=sys.stderr)
+        return 2
+    transport = configure_dds_transport()
+    return_large_buffers_to_the_os()
+    try:
+        rclpy.init(args=argv)
+    except RuntimeError as err:  # rcl refused the arguments; its own text, on one line
+        print(f"fusion_perception_node: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     node = None
     try:
         node = FusionPerceptionNode()
+        node.stats.note(f"DDS transport: {transport}")
+        node.get_logger().info(f"DDS transport: {transport}")
         if node.autostart and not node.start():
             node.get_logger().error("autostart did not reach 'active'; waiting for lifecycle transitions")
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        spin_until_finished(executor, lambda: node.finished)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -8,6 +8,8 @@ window) lives in :func:`settings_from_values` so a bad value fails with a senten
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -25,12 +27,16 @@ __all__ = [
     "ParameterValueError",
     "default_model_path",
     "settings_from_values",
+    "unknown_parameters",
 ]
 
 QOS_CHOICES = ("sensor_data", "reliable")
 PRECISIONS = ("fp16", "fp32", "int8")
 BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch", "auto")
 GAIN_CHOICES = ("percentile", "fixed")
+POLICY_CHOICES = ("degrade", "drop")
+# Declared by rclpy itself for every node; valid in a params file although not in PARAMS.
+ROS_BUILTIN_PARAMS = ("use_sim_time", "start_type_description_service")
 
 
 class ParameterValueError(FusionPerceptionError, ValueError):
@@ -76,13 +82,24 @@ PARAMS: tuple[ParamSpec, ...] = (
               value_range=(1, 100)),
     ParamSpec("sync_slop_s", 0.015, "largest |visible - IR| stamp difference paired, seconds "
               "(keep below half a frame period)", value_range=(0.0, 1.0)),
-    ParamSpec("stale_input_s", 1.0, "a camera silent this long while the other streams is reported (WARN)",
-              value_range=(0.05, 60.0)),
+    ParamSpec("stale_input_s", 1.0, "a camera silent this long is stale: WARN, and camera_loss_policy "
+              "applies", value_range=(0.05, 60.0)),
+    ParamSpec("stale_error_s", 5.0, "a camera silent this long is an ERROR (>= stale_input_s)",
+              value_range=(0.05, 3600.0)),
+    ParamSpec("camera_loss_policy", "degrade", "one camera stale: degrade (outputs from the live camera "
+              "alone, marked degraded) or drop (publish nothing)", read_only=False, choices=POLICY_CHOICES),
+    ParamSpec("time_jump_reset_s", 1.0, "a stamp this much older than its stream's newest restarts pairing "
+              "(bag loop, simulation reset), seconds; 0 = never (such frames are dropped as out of order)",
+              value_range=(0.0, 86400.0)),
+    ParamSpec("max_input_pixels", 4_194_304, "largest accepted frame, width x height pixels "
+              "(4 MP = 2048x2048); larger frames are dropped as too_large", value_range=(1, 268_435_456)),
     ParamSpec("model_file_path", "", "ONNX model; empty = bundled fusion_perception/assets/default.onnx"),
     ParamSpec("backend", "onnxruntime", "inference backend: onnxruntime, tensorrt, torch or auto",
               choices=BACKEND_CHOICES),
     ParamSpec("engine_file_path", "", "TensorRT engine file; empty = built and cached under ~/.cache"),
-    ParamSpec("precision", "fp16", "TensorRT / torch precision: fp16, fp32 or int8", choices=PRECISIONS),
+    ParamSpec("precision", "fp16", "fp16, fp32 or int8: TensorRT / torch precision; onnxruntime runs the "
+              "FP32 file, or for int8 its <stem>_int8.onnx sibling (fusion-perception quantize)",
+              choices=PRECISIONS),
     ParamSpec("threads", 0, "backend intra-op CPU threads; 0 = every core", value_range=(0, 256)),
     ParamSpec("gain_mode", "percentile", "16-bit thermal gain: percentile (per frame) or fixed (raw counts)",
               read_only=False, choices=GAIN_CHOICES),
@@ -92,10 +109,14 @@ PARAMS: tuple[ParamSpec, ...] = (
               read_only=False, value_range=(0.0, 65535.0)),
     ParamSpec("homography", (), "row-major 3x3 IR->visible pixel homography (9 doubles); "
               "unset or empty = cameras co-aligned", read_only=False),
-    ParamSpec("score_threshold", 0.3, "minimum detection score", read_only=False, value_range=(0.0, 1.0)),
+    ParamSpec("score_threshold", 0.4, "minimum detection score (0.4: best F1 on MSRS val)", read_only=False, value_range=(0.0, 1.0)),
     ParamSpec("iou_threshold", 0.5, "NMS IoU threshold", read_only=False, value_range=(0.0, 1.0)),
     ParamSpec("max_detections", 100, "most detections per frame", read_only=False, value_range=(1, 10000)),
     ParamSpec("publish_overlay", True, "publish the colour segmentation overlay", read_only=False),
+    ParamSpec("publish_fused", True, "publish the fused image; with publish_overlay also false the "
+              "colour restoration is skipped too", read_only=False),
+    ParamSpec("publish_thread", False, "convert and publish outputs on their own thread, overlapping the "
+              "next pair's inference (false: the inference worker publishes before its next pair)"),
     ParamSpec("publish_timing", False, "publish per-frame pipeline milliseconds on ~/timing "
               "(diagnostic_msgs/DiagnosticArray carrying the visible header)", read_only=False),
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, seconds",
@@ -126,6 +147,10 @@ class NodeSettings:
     queue_size: int
     slop_ns: int
     stale_input_s: float
+    stale_error_s: float
+    camera_loss_policy: str
+    jump_reset_ns: int | None
+    max_input_pixels: int
     model_path: Path
     backend: str
     engine_path: Path | None
@@ -137,6 +162,8 @@ class NodeSettings:
     iou_threshold: float
     max_detections: int
     publish_overlay: bool
+    publish_fused: bool
+    publish_thread: bool
     publish_timing: bool
     diagnostics_period_s: float
     autostart: bool
@@ -165,6 +192,24 @@ def _homography(values: list[float] | tuple[float, ...] | None) -> tuple[tuple[f
     return tuple(tuple(values[r * 3: r * 3 + 3]) for r in range(3))
 
 
+def unknown_parameters(names: Iterable[str]) -> str:
+    """An error sentence for the names that are not parameters of the node ("" when all are).
+
+    Each unknown name comes with the closest declared one, so a typo in a params file reads
+    ``unknown parameter 'sync_slop' (did you mean 'sync_slop_s'?)`` instead of being ignored.
+    ``qos_overrides.*`` (rclpy's QoS override parameters) and rclpy's own parameters are valid.
+    """
+    unknown = sorted(n for n in set(names) - set(SPECS) - set(ROS_BUILTIN_PARAMS)
+                     if not n.startswith("qos_overrides."))
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(SPECS), n=1, cutoff=0.6)
+        parts.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    if not parts:
+        return ""
+    return f"unknown parameter{'s' if len(parts) > 1 else ''} {', '.join(parts)}"
+
+
 def settings_from_values(values: dict[str, Any]) -> NodeSettings:
     """Validate every parameter value and return them as :class:`NodeSettings`.
 
@@ -172,11 +217,12 @@ def settings_from_values(values: dict[str, Any]) -> NodeSettings:
         ParameterValueError: a value is outside its range or choices, the gain window is empty, the
             homography is not 9 numbers, or a topic name is empty; the message names the parameter.
     """
-    unknown = sorted(set(values) - set(SPECS))
+    unknown = unknown_parameters(values)
     if unknown:
-        raise ParameterValueError(f"unknown parameters {unknown}")
+        raise ParameterValueError(unknown)
     merged = {p.name: values.get(p.name, p.default) for p in PARAMS}
-    for name in ("gain_low", "gain_high", "sync_slop_s", "stale_input_s", "diagnostics_period_s"):
+    for name in ("gain_low", "gain_high", "sync_slop_s", "stale_input_s", "stale_error_s",
+                 "time_jump_reset_s", "diagnostics_period_s"):
         if isinstance(merged[name], int) and not isinstance(merged[name], bool):
             merged[name] = float(merged[name])
     for spec in PARAMS:
@@ -185,7 +231,11 @@ def settings_from_values(values: dict[str, Any]) -> NodeSettings:
         gain = GainControl(mode=merged["gain_mode"], low=merged["gain_low"], high=merged["gain_high"])
     except ValueError as err:
         raise ParameterValueError(f"parameters gain_mode/gain_low/gain_high: {err}") from err
+    if merged["stale_error_s"] < merged["stale_input_s"]:
+        raise ParameterValueError(f"parameter stale_error_s={merged['stale_error_s']} must be >= "
+                                  f"stale_input_s={merged['stale_input_s']} (WARN comes before ERROR)")
     model = merged["model_file_path"]
+    jump_s = float(merged["time_jump_reset_s"])
     return NodeSettings(
         ir_topic=merged["ir_topic"],
         visible_topic=merged["visible_topic"],
@@ -199,6 +249,10 @@ def settings_from_values(values: dict[str, Any]) -> NodeSettings:
         queue_size=int(merged["queue_size"]),
         slop_ns=round(float(merged["sync_slop_s"]) * 1e9),
         stale_input_s=float(merged["stale_input_s"]),
+        stale_error_s=float(merged["stale_error_s"]),
+        camera_loss_policy=merged["camera_loss_policy"],
+        jump_reset_ns=round(jump_s * 1e9) if jump_s > 0 else None,
+        max_input_pixels=int(merged["max_input_pixels"]),
         model_path=Path(model).expanduser() if model else default_model_path(),
         backend=merged["backend"],
         engine_path=Path(merged["engine_file_path"]).expanduser() if merged["engine_file_path"] else None,
@@ -210,6 +264,8 @@ def settings_from_values(values: dict[str, Any]) -> NodeSettings:
         iou_threshold=float(merged["iou_threshold"]),
         max_detections=int(merged["max_detections"]),
         publish_overlay=bool(merged["publish_overlay"]),
+        publish_fused=bool(merged["publish_fused"]),
+        publish_thread=bool(merged["publish_thread"]),
         publish_timing=bool(merged["publish_timing"]),
         diagnostics_period_s=float(merged["diagnostics_period_s"]),
         autostart=bool(merged["autostart"]),

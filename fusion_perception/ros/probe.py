@@ -112,12 +112,15 @@ class OutputCollector(Node):
     Args:
         node_name: the fusion node's name, to pick its status out of /diagnostics.
         timing: also collect the node's per-frame ``~/timing`` (needs ``publish_timing``).
+        keys: the outputs to subscribe to (default all of :attr:`KEYS`); a benchmark that only
+            counts outputs subscribes to ``("detections",)`` and so decodes no images itself.
     """
 
     KEYS = ("fused", "labels", "overlay", "detections")
 
     def __init__(self, name: str = "output_collector", namespace: str = "",
-                 node_name: str = "fusion_perception", timing: bool = False, **kwargs: Any) -> None:
+                 node_name: str = "fusion_perception", timing: bool = False,
+                 keys: tuple[str, ...] = KEYS, **kwargs: Any) -> None:
         super().__init__(name, namespace=namespace, **kwargs)
         self.by_stamp: dict[int, Received] = {}
         self.diagnostics: list[Any] = []
@@ -128,7 +131,11 @@ class OutputCollector(Node):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         topics = {"fused": (Image, "fused_topic"), "labels": (Image, "labels_topic"),
                   "overlay": (Image, "overlay_topic"), "detections": (Detection2DArray, "detections_topic")}
-        for key, (msg_type, param) in topics.items():
+        unknown = sorted(set(keys) - set(topics))
+        if unknown:
+            raise ValueError(f"unknown output keys {unknown}; known: {list(topics)}")
+        for key in keys:
+            msg_type, param = topics[key]
             self.create_subscription(msg_type, SPECS[param].default,
                                      lambda m, k=key: self._file(k, m), reliable)
         if timing:

@@ -42,6 +42,7 @@ __all__ = [
     "create_backend",
     "cuda_device_count",
     "default_engine_cache",
+    "int8_model_path",
     "read_onnx_info",
 ]
 
@@ -90,6 +91,27 @@ def checkpoint_for(model_path: Path) -> Path:
         f"the torch backend needs a training checkpoint; {model_path} is not one and no "
         f"{model_path.stem}{{{','.join(CHECKPOINT_SUFFIXES)}}} lies beside it"
     )
+
+
+def int8_model_path(model_path: Path | str) -> Path:
+    """The INT8 (QDQ) sibling of an FP32 ONNX file: ``<stem>_int8.onnx`` beside it, as written by
+    ``fusion-perception quantize``; a path whose stem already ends in ``_int8`` is returned as is."""
+    path = Path(model_path)
+    return path if path.stem.endswith("_int8") else path.with_name(f"{path.stem}_int8{path.suffix}")
+
+
+def _onnx_for_precision(model_path: Path, precision: str) -> Path:
+    """The ONNX file ONNX Runtime loads: the INT8 sibling for ``int8``, else ``model_path`` (ORT on
+    the CPU has no FP16 kernels worth using, so ``fp16`` runs the FP32 file)."""
+    if precision != "int8":
+        return model_path
+    path = int8_model_path(model_path)
+    if not path.is_file():
+        raise ModelFormatError(
+            f"precision int8 needs {path} (the INT8 sibling of {model_path}); make it with "
+            f"`fusion-perception quantize {model_path} --calib DATASET_DIR`"
+        )
+    return path
 
 
 def read_onnx_info(onnx_path: Path) -> ModelInfo:
@@ -248,7 +270,8 @@ def create_backend(
         model_path: the exported ONNX file (a torch checkpoint ``<stem>.pt`` beside it serves the
             torch backend; a checkpoint path itself works for ``torch``).
         engine_path: TensorRT engine file; default under :func:`default_engine_cache`, named by key.
-        precision: "fp16", "fp32" or "int8" (TensorRT; torch uses fp16 autocast or fp32).
+        precision: "fp16", "fp32" or "int8" (TensorRT; torch uses fp16 autocast or fp32; ONNX
+            Runtime loads the INT8 sibling ``<stem>_int8.onnx`` for "int8", else the FP32 file).
         threads: CPU threads (ONNX Runtime intra-op, torch on CPU); 0 = library default.
         allow_build: build a missing or stale TensorRT engine; if False such an engine is refused
             with an EngineError naming the reasons.
@@ -296,7 +319,7 @@ def create_backend(
                 reasons=reasons,
                 logger=pylog,
             )
-        return OnnxRuntimeBackend(model_path, threads=threads)
+        return OnnxRuntimeBackend(_onnx_for_precision(model_path, precision), threads=threads)
 
     if kind != "auto":
         backend = make(kind, require_cuda=False)

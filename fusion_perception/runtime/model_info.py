@@ -12,9 +12,10 @@ tensor          shape                           meaning
 ``visible``     float32 [N, 3, H, W]            visible (Y, Cb, Cr) in [0, 1]
 ``fused``       float32 [N, 1, H, W]            fused Y in [0, 1]
 ``segmentation``float32 [N, C, H/s, W/s]        class logits at ``seg_stride`` s
-``detections``  float32 [N, A, 5 + K]           per anchor point: l, t, r, b distances in
-                                                network pixels, centerness logit, K class logits;
-                                                points ordered by ``det_strides``, row-major
+``detections``  float32 [N, A, 4 + K]           per anchor point: l, t, r, b distances in
+                                                network pixels, K IoU-aware class logits
+                                                (sigmoid = score); points ordered by
+                                                ``det_strides``, row-major
 ==============  ==============================  ==============================================
 """
 
@@ -39,7 +40,8 @@ __all__ = [
 METADATA_KEY = "fusion_perception"
 INPUT_NAMES = ("ir", "visible")
 OUTPUT_NAMES = ("fused", "segmentation", "detections")
-FORMAT_VERSION = 1
+#: 2: IoU-aware class scores, detections [N, A, 4 + K] (1 had a centerness column: 5 + K).
+FORMAT_VERSION = 2
 
 #: MSRS / MFNet segmentation classes (class id = index).
 MSRS_SEG_CLASSES = (
@@ -88,8 +90,8 @@ class ModelInfo:
     det_classes: tuple[str, ...] = ("person", "bicycle", "car")
     seg_classes: tuple[str, ...] = MSRS_SEG_CLASSES
     seg_palette: tuple[tuple[int, int, int], ...] = MSRS_SEG_PALETTE
-    det_strides: tuple[int, ...] = (8, 16)
-    seg_stride: int = 4
+    det_strides: tuple[int, ...] = (16, 32)
+    seg_stride: int = 8
     dynamic: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -117,7 +119,8 @@ class ModelInfo:
             raise ModelFormatError(f"{source}: model metadata is not valid JSON: {err}") from err
         if raw.get("format_version") != FORMAT_VERSION:
             raise ModelFormatError(
-                f"{source}: model metadata format {raw.get('format_version')!r}, expected {FORMAT_VERSION}"
+                f"{source}: model metadata format {raw.get('format_version')!r}, expected {FORMAT_VERSION}; "
+                "re-export the model with this version of fusion_perception"
             )
         try:
             return cls(

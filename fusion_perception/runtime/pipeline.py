@@ -29,13 +29,17 @@ class PipelineConfig:
         iou_threshold: NMS IoU threshold in [0, 1].
         max_detections: most boxes kept per image.
         overlay_alpha: opacity of the class colours in the segmentation overlay.
+        restore_colour: build the fused BGR image (fused Y + the visible chroma at source size).
+            A node publishing neither the fused image nor the overlay turns it off and saves the
+            resize, the YCrCb copy and the colour conversion; ``fused_bgr`` is then None.
     """
 
     preprocess: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(network_size=None))
-    score_threshold: float = 0.3
+    score_threshold: float = 0.4
     iou_threshold: float = 0.5
     max_detections: int = 100
     overlay_alpha: float = 0.5
+    restore_colour: bool = True
 
     def __post_init__(self) -> None:
         for name in ("score_threshold", "iou_threshold", "overlay_alpha"):
@@ -51,13 +55,14 @@ class PerceptionResult:
     """Outputs for one pair, in the visible frame's pixel grid.
 
     Attributes:
-        fused_bgr: uint8 HxWx3 fused image (colour restored from the visible frame).
+        fused_bgr: uint8 HxWx3 fused image (colour restored from the visible frame); None when
+            the pipeline's ``restore_colour`` is off.
         labels: uint8 HxW segmentation class ids.
         detections: boxes in source pixels.
         timings_ms: ``preprocess``, ``inference``, ``postprocess`` and ``total`` milliseconds.
     """
 
-    fused_bgr: np.ndarray
+    fused_bgr: np.ndarray | None
     labels: np.ndarray
     detections: Detections
     timings_ms: dict[str, float]
@@ -108,7 +113,7 @@ class Pipeline:
         )
         dets = Detections(prepared.mapping.boxes_to_source(dets.boxes), dets.scores, dets.class_ids)
         result = PerceptionResult(
-            fused_bgr=fused_to_bgr(outputs["fused"][0, 0], prepared),
+            fused_bgr=fused_to_bgr(outputs["fused"][0, 0], prepared) if cfg.restore_colour else None,
             labels=segmentation_labels(outputs["segmentation"][0], prepared.mapping.source_size),
             detections=dets,
             timings_ms={},
@@ -123,6 +128,12 @@ class Pipeline:
         return result
 
     def segmentation_overlay(self, result: PerceptionResult) -> np.ndarray:
-        """BGR overlay of the class colours on the fused image."""
+        """BGR overlay of the class colours on the fused image.
+
+        Raises:
+            ValueError: the pipeline runs without ``restore_colour`` (there is no fused image).
+        """
+        if result.fused_bgr is None:
+            raise ValueError("the segmentation overlay needs the fused image; enable restore_colour")
         colour = colorize(result.labels, self.info.seg_palette)
         return overlay(result.fused_bgr, colour, result.labels, self.config.overlay_alpha)

@@ -90,29 +90,26 @@ def decode_detections(
     iou_threshold: float = 0.5,
     max_detections: int = 100,
 ) -> Detections:
-    """Turn one image's raw detection map (A x (5 + K)) into boxes in network pixels.
+    """Turn one image's raw detection map (A x (4 + K)) into boxes in network pixels.
 
-    Score = sqrt(sigmoid(class) * sigmoid(centerness)) as in FCOS; NMS is per class.
+    Score = sigmoid(class logit): the head is trained towards the IoU of its box (quality focal
+    loss), so the score already ranks localisation quality. NMS is per class.
     """
     points = anchor_points(input_size[0], input_size[1], tuple(strides))
-    if raw.ndim != 2 or raw.shape[0] != points.shape[0] or raw.shape[1] < 6:
+    if raw.ndim != 2 or raw.shape[0] != points.shape[0] or raw.shape[1] < 5:
         raise ModelFormatError(
-            f"detections tensor has shape {raw.shape}; expected ({points.shape[0]}, 5 + classes) "
+            f"detections tensor has shape {raw.shape}; expected ({points.shape[0]}, 4 + classes) "
             f"for input {input_size[0]}x{input_size[1]} and strides {strides}"
         )
-    cls_logit = raw[:, 5:]
+    cls_logit = raw[:, 4:]
     best = cls_logit.argmax(axis=1)
     best_logit = cls_logit[np.arange(raw.shape[0]), best]
-    # Cheap pre-filter in logit space: score >= t needs class prob >= t^2.
-    t2 = min(max(score_threshold**2, 1e-6), 1 - 1e-6)
-    candidates = np.flatnonzero(best_logit >= np.log(t2 / (1 - t2)))
+    # Threshold in logit space: no sigmoid over the thousands of background points.
+    t = min(max(score_threshold, 1e-6), 1 - 1e-6)
+    candidates = np.flatnonzero(best_logit >= np.log(t / (1 - t)))
     if candidates.size == 0:
         return Detections.empty()
-    scores = np.sqrt(_sigmoid(best_logit[candidates]) * _sigmoid(raw[candidates, 4]))
-    ok = scores >= score_threshold
-    candidates, scores = candidates[ok], scores[ok].astype(np.float32)
-    if candidates.size == 0:
-        return Detections.empty()
+    scores = _sigmoid(best_logit[candidates]).astype(np.float32)
     ltrb = raw[candidates, :4]
     pts = points[candidates]
     boxes = np.concatenate((pts - ltrb[:, :2], pts + ltrb[:, 2:4]), axis=1).astype(np.float32)

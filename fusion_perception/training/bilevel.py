@@ -4,19 +4,26 @@ Bi-level problem: min_θ F(θ, ω*(θ)) with ω*(θ) = argmin_ω f(θ, ω). The 
 
     dF/dθ = ∇θF − ∇²θω f · (∇²ωω f)⁻¹ ∇ωF.
 
-Inverting the lower-level Hessian is out of reach for networks. With the Gauss-Newton
-approximation of both second-derivative blocks by outer products of first derivatives
-(∇²ωω f ≈ ∇ωf ∇ωfᵀ, ∇²θω f ≈ ∇θf ∇ωfᵀ) and the pseudo-inverse, it collapses to
+Two first-order corrections are implemented (``CORRECTIONS``), each with c = ⟨∇ωF, ∇ωf⟩ / ‖∇ωf‖²:
 
-    h = ∇θF − c · ∇θf,     c = ⟨∇ωF, ∇ωf⟩ / ‖∇ωf‖²,
+* ``gauss_newton`` (derived here): approximate both second-derivative blocks by outer products of
+  first derivatives (∇²ωω f ≈ ∇ωf ∇ωfᵀ / f·2, ∇²θω f ≈ ∇θf ∇ωfᵀ / f·2, exact for f = ½r² with
+  a scalar residual r and r∇²r negligible) and take the pseudo-inverse:
 
-first-order only: five gradients, no Hessian-vector product. The released BDLFusion code writes the
-correction as ∇θF + η·c·∇θf̃ with the lower-level learning rate η; ``scale`` here is that factor
-(1 gives the Gauss-Newton form, exact when the lower problem is a scalar least-squares residual —
-``test/test_bilevel.py`` checks it against the analytic hypergradient).
+      h = ∇θF − c · ∇θf.
 
-F and f must be evaluated on different batches (F on a held-out batch): on the same batch c = 1
-and h vanishes identically.
+  Exact on a scalar least-squares lower problem: ``test/test_bilevel.py`` checks it against the
+  closed-form hypergradient.
+* ``released`` (the BDLFusion code, ``architect_average2.py``: the implicit term is built from the
+  loss −c·f and *subtracted* with the lower-level learning rate η):
+
+      h = ∇θF + η · c · ∇θf.
+
+  Opposite sign to the derivation and smaller by η; it reduces to ∇θF + O(η). Kept for
+  reproduction; on the closed-form problem it does not match the hypergradient (tested and stated).
+
+F and f must be evaluated on different batches (F on held-out pairs): on the same batch c = 1 and
+the Gauss-Newton h vanishes identically.
 
 Aggregation of the per-module hypergradients h_1..h_M ("dynamic weighted aggregation"):
 
@@ -33,7 +40,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["AGGREGATORS", "aggregate", "flat_grad", "hypergradient", "min_norm_weights"]
+__all__ = ["AGGREGATORS", "CORRECTIONS", "aggregate", "flat_grad", "hypergradient", "min_norm_weights"]
+
+CORRECTIONS = ("gauss_newton", "released")
 
 
 def flat_grad(loss: Tensor, params: Sequence[Tensor], *, retain_graph: bool = True) -> Tensor:
@@ -53,9 +62,10 @@ def hypergradient(
     theta: Sequence[Tensor],
     omega: Sequence[Tensor],
     *,
-    scale: float = 1.0,
+    correction: str = "gauss_newton",
+    lower_lr: float = 0.0,
     eps: float = 1e-12,
-) -> tuple[Tensor, float]:
+) -> tuple[Tensor, float, dict[str, float]]:
     """First-order hypergradient of ``upper`` F(θ, ω) through a lower problem with loss ``lower`` f.
 
     Args:
@@ -63,11 +73,15 @@ def hypergradient(
         lower: f, the lower module's training loss on a training batch, differentiable in θ and ω.
         theta: upper-level parameters (the fusion net).
         omega: the lower module's parameters.
-        scale: factor on the correction term (see module docstring).
+        correction: ``gauss_newton`` (∇θF − c∇θf) or ``released`` (∇θF + η·c·∇θf), module docstring.
+        lower_lr: η, used by ``released`` only.
 
     Returns:
-        (flat hypergradient over θ, the scalar c).
+        (flat hypergradient over θ, the scalar c, diagnostics: norms of ∇θF, of the correction
+        and their cosine, so a log shows when the correction dominates or opposes ∇θF).
     """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
     # One backward pass per loss over θ and ω together: the task network is the costly part of
     # the graph, and splitting θ from ω would traverse it twice.
     params = [*theta, *omega]
@@ -76,15 +90,27 @@ def hypergradient(
     g_lower = flat_grad(lower, params)
     g_omega_lower = g_lower[n_theta:]
     c = float(torch.dot(g_upper[n_theta:], g_omega_lower) / (g_omega_lower.pow(2).sum() + eps))
-    return g_upper[:n_theta] - scale * c * g_lower[:n_theta], c
+    factor = -c if correction == "gauss_newton" else lower_lr * c
+    corr = factor * g_lower[:n_theta]
+    direct = g_upper[:n_theta]
+    stats = {
+        "norm_direct": float(direct.norm()),
+        "norm_correction": float(corr.norm()),
+        "cos_direct_correction": float(
+            torch.dot(direct, corr) / (direct.norm() * corr.norm()).clamp(min=1e-30)
+        ),
+    }
+    return direct + corr, c, stats
 
 
 def min_norm_weights(grads: Sequence[Tensor]) -> Tensor:
     """Weights α on the simplex minimising ‖Σ α_m g_m‖², solved exactly.
 
-    With M = 2-3 modules the QP is tiny: for every support S the minimiser on the affine hull is
-    α_S ∝ G_S⁺1 (G the Gram matrix); the best feasible (α ≥ 0) candidate over all 2^M - 1 supports
-    is the optimum. Exact, unlike Frank-Wolfe, whose O(1/k) convergence leaves visible error.
+    With M = 2-3 modules the QP is tiny: for every support S, the minimiser of αᵀGα on the affine
+    hull 1ᵀα = 1 solves the KKT system [[2G, 1], [1ᵀ, 0]] [α; λ] = [0; 1] (G the Gram matrix of S);
+    least squares solves it also when G is singular (a zero gradient, collinear gradients), where
+    a pseudo-inverse of G alone gives no answer. The best candidate with α ≥ 0 over all 2^M − 1
+    supports is the optimum. Exact, unlike Frank-Wolfe, whose O(1/k) convergence leaves error.
     """
     m = len(grads)
     if not 1 <= m <= 8:
@@ -94,13 +120,15 @@ def min_norm_weights(grads: Sequence[Tensor]) -> Tensor:
     best, best_val = None, float("inf")
     for mask in range(1, 2**m):
         support = [i for i in range(m) if mask >> i & 1]
-        sub = gram[support][:, support]
-        raw = torch.linalg.pinv(sub) @ torch.ones(len(support), dtype=g.dtype)
-        total = raw.sum()
-        if abs(float(total)) < 1e-15:
-            continue
-        alpha_s = raw / total
-        if bool((alpha_s < -1e-12).any()):
+        k = len(support)
+        kkt = torch.zeros(k + 1, k + 1, dtype=g.dtype)
+        kkt[:k, :k] = 2 * gram[support][:, support]
+        kkt[:k, k] = 1.0
+        kkt[k, :k] = 1.0
+        rhs = torch.zeros(k + 1, dtype=g.dtype)
+        rhs[k] = 1.0
+        alpha_s = torch.linalg.lstsq(kkt, rhs.unsqueeze(1), driver="gelsd").solution[:k, 0]
+        if abs(float(alpha_s.sum()) - 1.0) > 1e-9 or bool((alpha_s < -1e-12).any()):
             continue
         alpha = torch.zeros(m, dtype=g.dtype)
         alpha[support] = alpha_s.clamp(min=0)

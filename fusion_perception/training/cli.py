@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="random seed (overrides the config)")
     parser.add_argument("--export", type=Path, help="write the trained deployed graph to this ONNX file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    parser.add_argument(
+        "--dump-loss-weights",
+        type=Path,
+        metavar="DIR",
+        help="tdfusion/refusion: after training, write the loss net's per-pixel weight maps of the "
+        "first four validation pairs to DIR (PNG)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -74,5 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     trainer.fit(progress=not args.no_progress)
     if args.export and trainer.rank == 0:
         export_onnx(trainer.deployed().cpu(), args.export)
+    if args.dump_loss_weights and trainer.rank == 0:
+        if trainer.meta is None:
+            parser.error("--dump-loss-weights needs scheme tdfusion or refusion")
+        written = trainer.dump_loss_weights(args.dump_loss_weights)
+        logging.info("wrote %d loss-weight maps to %s", len(written), args.dump_loss_weights)
     shutdown_distributed()  # not on errors: a barrier there could wait forever for a dead rank
     return 0

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import yaml
 
+from .meta_config import MetaConfig
+
 __all__ = ["DataConfig", "LossConfig", "ModelConfig", "TrainConfig", "load_config"]
 
 
@@ -24,6 +26,12 @@ class DataConfig:
     train_split: str = "splits/train.txt"
     val_split: str = "splits/val.txt"
     extra_pair_roots: list[str] = field(default_factory=list)  # unlabelled ir/ + vi/ folders (fusion terms)
+    upper_holdout: float = 0.1  # share of the train split held out (fixed, disjoint) for the upper level
+    # teacher-labelled folders for the task net (distillation): ["ROOT=LABELS.json", ...]
+    pseudo_labelled: list[str] = field(default_factory=list)
+    pseudo_source: str = "max"  # which teacher run: visible | ir | max
+    pseudo_min_score: float = 0.3
+    pseudo_every: int = 4  # every k-th lower step trains on a pseudo-labelled batch
     crop_width: int = 320
     crop_height: int = 256
     batch_size: int = 8
@@ -56,21 +64,39 @@ class TrainConfig:
     """Top level of a training run.
 
     ``scheme``: ``bilevel`` (BDLFusion dual-task scheme), ``plain`` (fusion loss only for the fusion
-    net; tasks trained on its detached output) — the ablation baseline.
+    net; tasks trained on its detached output) — the ablation baseline; ``tdfusion`` / ``refusion``
+    (a loss net G weights L_f per pixel and is meta-learned from the task loss / from reconstructing
+    the sources through a virtual fusion step; settings under ``meta``, see meta.py).
     ``aggregation``: how the per-module hypergradients combine: ``random`` (softmax of noise, as
     released), ``normalized`` (equal norms) or ``min_norm`` (MGDA, conflict-aware).
     ``input_modality``: ``fused`` normally; ``ir`` / ``visible`` train the task net alone on one
     source (the single-modality baselines of the fair protocol).
+    ``hypergradient``: ``gauss_newton`` (derived: ∇θF − c∇θf) or ``released`` (BDLFusion's code:
+    ∇θF + η·c·∇θf with η = ``lower_lr``), see bilevel.py. ``bilevel_modules``: the lower modules
+    whose hypergradients enter the upper step (``seg``, ``det``, ``disc``).
+    ``freeze_fusion``: train the task net only, on the fused images of a fixed fusion net, which are
+    then computed once per pair and cached (the recipe's task phase).
+    ``train_tasks``: False trains the fusion net alone on L_f (``scheme: plain`` only: the recipe's
+    first phase, which would otherwise spend most of its time on a task net it throws away).
+    ``init_from``: a checkpoint (training or deployed) whose fusion and task weights start the run.
+    ``ema_decay``: exponential moving average of the weights, exported instead of the raw ones
+    (0 disables).
     """
 
-    scheme: Literal["bilevel", "plain"] = "bilevel"
+    scheme: Literal["bilevel", "plain", "tdfusion", "refusion"] = "bilevel"
+    hypergradient: Literal["gauss_newton", "released"] = "gauss_newton"
+    bilevel_modules: list[str] = field(default_factory=lambda: ["seg", "det"])
     aggregation: Literal["random", "normalized", "min_norm"] = "min_norm"
     input_modality: Literal["fused", "ir", "visible"] = "fused"
     steps: int = 3000
     upper_every: int = 2
     fusion_lr: float = 1e-3
     lower_lr: float = 2e-3
-    hypergradient_scale: float = 1.0
+    backbone_lr_mult: float = 0.25
+    freeze_fusion: bool = False
+    train_tasks: bool = True
+    ema_decay: float = 0.999
+    init_from: str = ""
     warmup_steps: int = 200
     seed: int = 0
     device: str = "cpu"
@@ -82,11 +108,12 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
 
     def validate(self) -> None:
         """Raise ValueError naming the first out-of-range value."""
         choices = {
-            "scheme": ("bilevel", "plain"),
+            "scheme": ("bilevel", "plain", "tdfusion", "refusion"),
             "aggregation": ("random", "normalized", "min_norm"),
             "input_modality": ("fused", "ir", "visible"),
         }
@@ -96,14 +123,32 @@ class TrainConfig:
         for name in ("steps", "upper_every", "log_every", "checkpoint_every", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("fusion_lr", "lower_lr"):
+        for name in ("fusion_lr", "lower_lr", "backbone_lr_mult"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.hypergradient not in ("gauss_newton", "released"):
+            raise ValueError(f"hypergradient must be gauss_newton or released, got {self.hypergradient!r}")
+        unknown = set(self.bilevel_modules) - {"seg", "det", "disc"}
+        if unknown or not self.bilevel_modules:
+            raise ValueError(
+                f"bilevel_modules must be a non-empty subset of seg, det, disc, got {self.bilevel_modules}"
+            )
+        if not self.train_tasks and (self.scheme != "plain" or self.freeze_fusion):
+            raise ValueError("train_tasks: false needs scheme: plain and a trainable fusion net")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if not 0.0 < self.data.upper_holdout < 0.5:
+            raise ValueError(f"data.upper_holdout must lie in (0, 0.5), got {self.data.upper_holdout}")
+        self.meta.validate()
         d = self.data
         if d.crop_width % 32 or d.crop_height % 32 or d.crop_width <= 0 or d.crop_height <= 0:
             raise ValueError(
                 f"crop size must be positive multiples of 32, got {d.crop_width}x{d.crop_height}"
             )
+        if d.pseudo_every < 1 or not 0.0 <= d.pseudo_min_score < 1.0:
+            raise ValueError("data.pseudo_every must be >= 1 and data.pseudo_min_score in [0, 1)")
+        if any("=" not in item for item in d.pseudo_labelled):
+            raise ValueError(f"data.pseudo_labelled entries are ROOT=LABELS.json, got {d.pseudo_labelled}")
         if d.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {d.batch_size}")
         for f in fields(self.loss):

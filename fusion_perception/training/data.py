@@ -14,7 +14,8 @@ Segmentation supervision, in order of preference:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,7 @@ __all__ = [
     "DET_TO_SEG",
     "IGNORE_INDEX",
     "PairFolder",
+    "PseudoLabels",
     "Sample",
     "box_derived_mask",
     "collate",
@@ -46,7 +48,9 @@ SEG_SOURCES = (("labels_seg", "msrs_labels"), ("seg_bdlfusion_pred", "bdlfusion_
 @dataclass
 class Sample:
     """One pair as tensors: ``ir`` [1,H,W], ``visible`` [3,H,W] (Y, Cb, Cr), boxes Nx4 xyxy px,
-    classes N, ``seg`` [H,W] int64 (IGNORE_INDEX where unknown), ``seg_source`` a label provenance."""
+    classes N, ``seg`` [H,W] int64 (IGNORE_INDEX where unknown), ``seg_source`` a label provenance,
+    ``weights`` N box weights (1 for human labels, the teacher's score for pseudo labels),
+    ``fused`` [1,H,W] the cached output of a fixed fusion net (None unless the folder has one)."""
 
     name: str
     ir: torch.Tensor
@@ -55,6 +59,8 @@ class Sample:
     classes: torch.Tensor
     seg: torch.Tensor
     seg_source: str
+    weights: torch.Tensor | None = None
+    fused: torch.Tensor | None = None
 
 
 def _read(path: Path, flags: int) -> np.ndarray:
@@ -101,6 +107,12 @@ class PairFolder(torch.utils.data.Dataset):
         names: stems to use (a split), or None for every pair.
         labelled: read boxes and segmentation labels (MSRS); False for fusion-only folders.
         crop: (width, height) random crop + flip for training, or None for whole images.
+        fuse: a fixed fusion function (ir [1,1,H,W], vis_y [1,1,H,W]) -> fused [1,1,H,W]; its
+            output is computed once per pair on whole images and cached, so a task-only phase
+            never runs the fusion net twice on the same pair.
+        pseudo: teacher boxes per stem (``PseudoLabels``) for a folder without human labels: they
+            become detection targets with the teacher's score as box weight (soft distillation);
+            segmentation stays unlabelled there.
     """
 
     def __init__(
@@ -111,8 +123,12 @@ class PairFolder(torch.utils.data.Dataset):
         labelled: bool = True,
         crop: tuple[int, int] | None = None,
         seed: int = 0,
+        fuse: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        pseudo: PseudoLabels | None = None,
     ) -> None:
         self.root = Path(root)
+        self.fuse = fuse
+        self.pseudo = pseudo
         self.pairs = find_pairs(self.root, names)
         self.labelled = labelled
         self.crop = crop
@@ -127,6 +143,7 @@ class PairFolder(torch.utils.data.Dataset):
     def _load(self, index: int) -> Sample:
         stem, ir_path, vi_path = self.pairs[index]
         ir, vis = read_pair(ir_path, vi_path)
+        original_width = vis.shape[1]
         if self.crop is not None and not self.labelled:
             ir, vis = _upscale_to(ir, vis, self.crop)
         h, w = vis.shape[:2]
@@ -137,7 +154,13 @@ class PairFolder(torch.utils.data.Dataset):
         classes = np.zeros(0, np.int64)
         seg = np.full((h32, w32), IGNORE_INDEX, np.uint8)
         source = "none"
-        if self.labelled:
+        weights = np.ones(0, np.float32)
+        if self.pseudo is not None:
+            boxes, classes, weights = self.pseudo.get(stem, vis.shape[1] / original_width)
+            boxes = np.clip(boxes, 0, [w32, h32, w32, h32]).astype(np.float32)
+            keep = (boxes[:, 2] - boxes[:, 0] >= 2) & (boxes[:, 3] - boxes[:, 1] >= 2)
+            boxes, classes, weights = boxes[keep], classes[keep], weights[keep]
+        elif self.labelled:
             boxes, classes = load_yolo_labels(self.root / "labels_det_fusion" / f"{stem}.txt", (w, h))
             boxes = np.clip(boxes, 0, [w32, h32, w32, h32]).astype(np.float32)
             for folder, name in SEG_SOURCES:
@@ -153,6 +176,13 @@ class PairFolder(torch.utils.data.Dataset):
             else:
                 seg = box_derived_mask(boxes, classes, (w32, h32))
                 source = "box_derived"
+            weights = np.ones(len(classes), np.float32)
+        fused = None
+        if self.fuse is not None:
+            with torch.no_grad():
+                fused = self.fuse(torch.from_numpy(prepared.ir), torch.from_numpy(prepared.visible[:, :1]))[
+                    0
+                ].half()
         return Sample(
             name=stem,
             ir=torch.from_numpy(prepared.ir[0]).half(),
@@ -161,6 +191,8 @@ class PairFolder(torch.utils.data.Dataset):
             classes=torch.as_tensor(classes, dtype=torch.int64),
             seg=torch.from_numpy(seg.astype(np.int64)),
             seg_source=source,
+            weights=torch.from_numpy(weights),
+            fused=fused,
         )
 
     def __getitem__(self, index: int) -> Sample:
@@ -169,14 +201,50 @@ class PairFolder(torch.utils.data.Dataset):
         sample = self._cache[index]
         if self.crop is not None:
             sample = random_crop_flip(sample, self.crop, self.rng)
-        return Sample(
-            sample.name,
-            sample.ir.float(),
-            sample.visible.float(),
-            sample.boxes,
-            sample.classes,
-            sample.seg,
-            sample.seg_source,
+        return replace(
+            sample,
+            ir=sample.ir.float(),
+            visible=sample.visible.float(),
+            fused=None if sample.fused is None else sample.fused.float(),
+        )
+
+
+@dataclass(frozen=True)
+class PseudoLabels:
+    """Teacher detections of one folder used as soft targets (distillation).
+
+    Args:
+        images: stem -> (boxes Nx4 in original pixels, class ids N, teacher scores N).
+        min_score: boxes below it are dropped; the rest keep their score as weight.
+    """
+
+    images: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    min_score: float = 0.3
+
+    @classmethod
+    def from_teacher(cls, path: Path | str, source: str = "max", min_score: float = 0.3) -> PseudoLabels:
+        """Read a ``fusion-perception teacher label`` file (training purpose only)."""
+        from ..teacher.labels import load_teacher_labels
+
+        labels = load_teacher_labels(path, purpose="training")
+        if source not in labels.sources:
+            raise DatasetError(f"{path}: no {source!r} detections (has {list(labels.sources)})")
+        images = {}
+        for stem, entry in labels.images.items():
+            dets = entry[source]
+            images[stem] = (dets.boxes, dets.class_ids, dets.scores)
+        return cls(images, min_score)
+
+    def get(self, stem: str, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes (scaled by ``scale``, the folder's upscaling), classes and weights of one pair."""
+        if stem not in self.images:
+            raise DatasetError(f"no teacher labels for pair {stem!r}")
+        boxes, classes, scores = self.images[stem]
+        keep = scores >= self.min_score
+        return (
+            (boxes[keep] * scale).astype(np.float32),
+            classes[keep].astype(np.int64),
+            scores[keep].astype(np.float32),
         )
 
 
@@ -194,7 +262,9 @@ def random_crop_flip(
     ir = sample.ir[:, y0 : y0 + ch, x0 : x0 + cw]
     vis = sample.visible[:, y0 : y0 + ch, x0 : x0 + cw]
     seg = sample.seg[y0 : y0 + ch, x0 : x0 + cw]
+    fused = None if sample.fused is None else sample.fused[:, y0 : y0 + ch, x0 : x0 + cw]
     boxes, classes = sample.boxes, sample.classes
+    weights = sample.weights if sample.weights is not None else torch.ones(len(classes))
     if len(boxes):
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         shifted = boxes - torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
@@ -209,12 +279,13 @@ def random_crop_flip(
         )
         kept_area = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
         keep = kept_area >= min_visible * area.clamp(min=1e-6)
-        boxes, classes = clipped[keep], classes[keep]
+        boxes, classes, weights = clipped[keep], classes[keep], weights[keep]
     if rng.random() < 0.5:
         ir, vis, seg = ir.flip(-1), vis.flip(-1), seg.flip(-1)
+        fused = None if fused is None else fused.flip(-1)
         if len(boxes):
             boxes = torch.stack((cw - boxes[:, 2], boxes[:, 1], cw - boxes[:, 0], boxes[:, 3]), dim=1)
-    return Sample(sample.name, ir, vis, boxes, classes, seg, sample.seg_source)
+    return Sample(sample.name, ir, vis, boxes, classes, seg, sample.seg_source, weights, fused)
 
 
 def collate(samples: list[Sample]) -> dict[str, object]:
@@ -227,4 +298,8 @@ def collate(samples: list[Sample]) -> dict[str, object]:
         "classes": [s.classes for s in samples],
         "seg": torch.stack([s.seg for s in samples]),
         "seg_source": [s.seg_source for s in samples],
+        "weights": [s.weights if s.weights is not None else torch.ones(len(s.classes)) for s in samples],
+        "fused": (
+            torch.stack([s.fused for s in samples]) if all(s.fused is not None for s in samples) else None
+        ),
     }

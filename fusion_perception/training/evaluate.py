@@ -9,7 +9,10 @@ segmentation labels) it computes:
   and on visible-only input (same weights), and optionally of separately trained single-modality
   detectors (``--baseline ir=CKPT``) on their own modality: the fair protocol;
 * segmentation mIoU against the best labels present (official MSRS labels, else BDLFusion's
-  predictions, named as such).
+  predictions, named as such);
+* with ``--judge``: mAP of the fixed NanoDet-g teacher on the fused, IR, visible, average and max
+  images (:mod:`fusion_perception.teacher.judge`), independent of the model's own detector unless
+  the model's provenance says the teacher entered its objective (then every figure says so).
 
 The model is a training checkpoint (torch), because the single-modality inputs need the task net
 alone; fused images are the same computation the exported graph runs.
@@ -34,7 +37,7 @@ from ..image_pairs import find_pairs, read_pair
 from ..metrics.detection import DetectionEvaluator, load_yolo_labels
 from ..metrics.fusion import FUSION_METRICS, fusion_metrics
 from ..metrics.segmentation import SegmentationEvaluator
-from ..preprocessing import unit_to_uint8
+from ..preprocessing import fused_to_bgr, thermal_to_unit, unit_to_uint8
 from ..runtime.postprocess import decode_detections, segmentation_labels
 
 __all__ = ["evaluate_folder", "main", "pyramid_fusion"]
@@ -89,6 +92,13 @@ def _seg_label(root: Path, stem: str) -> tuple[np.ndarray | None, str | None]:
     return None, None
 
 
+def _operating_points(evaluator: DetectionEvaluator) -> dict[str, Any]:
+    """Precision/recall of the fused-input detector per score threshold, and the F1-best one: the
+    evidence for the node's default ``score_threshold``."""
+    rows = evaluator.operating_points([round(t, 2) for t in np.arange(0.05, 0.95, 0.05)])
+    return {"curve": rows, "best_f1": max(rows, key=lambda r: r["f1"])}
+
+
 def evaluate_folder(
     root: Path,
     checkpoint: Path,
@@ -96,29 +106,48 @@ def evaluate_folder(
     split: str | None = None,
     baselines: dict[str, Path] | None = None,
     score_threshold: float = 0.05,
+    judge: bool = False,
+    fusion_only: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on every pair of ``root`` (or its ``split``); returns the report dict."""
+    """Evaluate ``checkpoint`` on every pair of ``root`` (or its ``split``); returns the report dict.
+
+    ``judge`` adds the teacher's scores of the fused and input images (report key ``judge``).
+    ``fusion_only`` scores the fused image alone (folders without labels: RoadScene, TNO).
+    """
     import torch
 
     from ..models.deployed import modality_input
+
     root = Path(root)
-    if not (root / "labels_det_fusion").is_dir():
+    if not fusion_only and not (root / "labels_det_fusion").is_dir():
         raise DatasetError(
-            f"{root} has no labels_det_fusion/ folder (MSRS layout: ir/, vi/, labels_det_fusion/)"
+            f"{root} has no labels_det_fusion/ folder (MSRS layout: ir/, vi/, labels_det_fusion/); "
+            "use --fusion-only for a folder without labels"
         )
+    if fusion_only and (judge or baselines):
+        raise ValueError("--fusion-only scores fusion metrics alone: no --judge or --baseline")
     pairs = find_pairs(root, _names(root, split))
     model = _load_checkpoint(checkpoint)
     info = model.info
-    detectors = {
-        "fused": (model.tasks, "fused"),
-        "ir": (model.tasks, "ir"),
-        "visible": (model.tasks, "visible"),
-    }
+    detectors = (
+        {}
+        if fusion_only
+        else {
+            "fused": (model.tasks, "fused"),
+            "ir": (model.tasks, "ir"),
+            "visible": (model.tasks, "visible"),
+        }
+    )
     for modality, path in (baselines or {}).items():
         detectors[f"{modality}_trained"] = (_load_checkpoint(path).tasks, modality)
     det_eval = {name: DetectionEvaluator(info.det_classes) for name in detectors}
     seg_eval = SegmentationEvaluator(len(info.seg_classes), class_names=info.seg_classes)
     seg_source = None
+    teacher_judge = None
+    if judge:
+        from ..teacher.judge import TeacherJudge, judge_inputs
+
+        teacher_judge = TeacherJudge(training=info.training, class_names=info.det_classes)
     methods = ("model", "average", "max", "pyramid")
     per_method: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
     t0 = time.perf_counter()
@@ -145,6 +174,8 @@ def evaluate_folder(
         ir8, vis8 = unit_to_uint8(ir_u), unit_to_uint8(vis_u)
         for method, image in fused_images.items():
             per_method[method].append(fusion_metrics(unit_to_uint8(image), ir8, vis8))
+        if fusion_only:
+            continue
         gt_boxes, gt_classes = load_yolo_labels(root / "labels_det_fusion" / f"{stem}.txt", (w, h))
         net_size = prepared.mapping.network_size
         for name, (_, det_raw) in outputs.items():
@@ -157,6 +188,10 @@ def evaluate_folder(
             )
             boxes = prepared.mapping.boxes_to_source(dets.boxes)
             det_eval[name].add(stem, gt_boxes, gt_classes, boxes, dets.scores, dets.class_ids)
+        if teacher_judge is not None:
+            ir8 = unit_to_uint8(thermal_to_unit(ir_img))
+            fused_bgr = fused_to_bgr(fused_images["model"], prepared)
+            teacher_judge.add(stem, judge_inputs(ir8, vis_img, fused_bgr), gt_boxes, gt_classes)
         label, source = _seg_label(root, stem)
         if label is not None:
             seg_source = source
@@ -180,7 +215,9 @@ def evaluate_folder(
         "fusion": fusion_table,
         "model_beats_baseline_on": wins,
         "detection": {name: ev.summarize() for name, ev in det_eval.items()},
+        "operating_points": _operating_points(det_eval["fused"]) if "fused" in det_eval else None,
         "segmentation": ({"labels": seg_source, **seg_eval.summarize()} if seg_source else None),
+        "judge": teacher_judge.summarize() if teacher_judge is not None else None,
         "seconds": time.perf_counter() - t0,
     }
     return report
@@ -199,8 +236,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MODALITY=CKPT",
         help="a detector trained on one modality (ir or visible), evaluated on that modality",
     )
+    parser.add_argument(
+        "--fusion-only",
+        action="store_true",
+        help="fusion metrics only, for pair folders without labels (RoadScene, TNO)",
+    )
+    parser.add_argument(
+        "--judge",
+        action="store_true",
+        help="also score fused/IR/visible/average/max images with the fixed NanoDet-g teacher",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.fusion_only and (args.judge or args.baseline):
+        parser.error("--fusion-only scores fusion metrics alone: drop --judge and --baseline")
     baselines = {}
     for item in args.baseline:
         modality, sep, path = item.partition("=")
@@ -208,7 +257,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--baseline expects ir=CKPT or visible=CKPT, got {item!r}")
         baselines[modality] = Path(path)
     try:
-        report = evaluate_folder(args.dataset, args.checkpoint, split=args.split, baselines=baselines)
+        report = evaluate_folder(
+            args.dataset,
+            args.checkpoint,
+            split=args.split,
+            baselines=baselines,
+            judge=args.judge,
+            fusion_only=args.fusion_only,
+        )
     except (FusionPerceptionError, FileNotFoundError) as err:
         print(f"fusion-perception evaluate: {err}", file=sys.stderr)
         return 1
@@ -220,8 +276,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{method:<8} " + " ".join(f"{row[k]:7.3f}" for k in FUSION_METRICS))
     for name, det in report["detection"].items():
         print(f"detector[{name}]: mAP50 {det['mAP50']:.3f}  mAP50:95 {det['mAP50_95']:.3f}")
+    if report["operating_points"]:
+        best = report["operating_points"]["best_f1"]
+        print(
+            f"fused detector, best F1 {best['f1']:.3f} at score {best['threshold']:.2f}: precision "
+            f"{best['precision']:.3f}, recall {best['recall']:.3f}, {best['boxes_per_image']:.1f} boxes/image"
+        )
     if report["segmentation"]:
         print(
             f"segmentation mIoU vs {report['segmentation']['labels']}: {report['segmentation']['mIoU']:.3f}"
         )
+    if report["judge"]:
+        from ..teacher.judge import format_judge
+
+        print("\n".join(format_judge(report["judge"])))
     return 0

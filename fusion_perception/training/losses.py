@@ -1,4 +1,4 @@
-"""Losses: the fusion loss L_f, the task losses (segmentation, FCOS-style detection) and the
+"""Losses: the fusion loss L_f, the task losses (segmentation, GFL detection with ATSS) and the
 discriminator's adversarial terms.
 
 Fusion loss (DESIGN.md section 4): intensity (L1 to a target built from the sources) + gradient
@@ -17,11 +17,14 @@ from .config import LossConfig
 from .data import IGNORE_INDEX
 
 __all__ = [
+    "atss_assign",
+    "box_iou_pairs",
     "detection_loss",
     "discriminator_loss",
     "fusion_loss",
     "generator_adversarial_loss",
     "intensity_target",
+    "level_layout",
     "segmentation_loss",
     "sobel_magnitude",
     "ssim",
@@ -71,7 +74,7 @@ def fusion_loss(fused: Tensor, ir: Tensor, vis_y: Tensor, cfg: LossConfig) -> tu
     l_grad = F.l1_loss(sobel_magnitude(fused), torch.maximum(sobel_magnitude(ir), sobel_magnitude(vis_y)))
     l_ssim = 1.0 - 0.5 * (ssim(fused, ir) + ssim(fused, vis_y))
     total = cfg.intensity * l_int + cfg.gradient * l_grad + cfg.ssim * l_ssim
-    return total, {"intensity": float(l_int), "gradient": float(l_grad), "ssim": float(l_ssim)}
+    return total, {"intensity": l_int.item(), "gradient": l_grad.item(), "ssim": l_ssim.item()}
 
 
 def segmentation_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -82,104 +85,156 @@ def segmentation_loss(logits: Tensor, target: Tensor) -> Tensor:
     return F.cross_entropy(logits, small, ignore_index=IGNORE_INDEX)
 
 
-def _giou_loss(pred: Tensor, target: Tensor) -> Tensor:
-    ix1, iy1 = torch.maximum(pred[:, 0], target[:, 0]), torch.maximum(pred[:, 1], target[:, 1])
-    ix2, iy2 = torch.minimum(pred[:, 2], target[:, 2]), torch.minimum(pred[:, 3], target[:, 3])
+def box_iou_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Element-wise IoU, union and enclosing-box area of two [M,4] xyxy box sets."""
+    ix1, iy1 = torch.maximum(a[:, 0], b[:, 0]), torch.maximum(a[:, 1], b[:, 1])
+    ix2, iy2 = torch.minimum(a[:, 2], b[:, 2]), torch.minimum(a[:, 3], b[:, 3])
     inter = (ix2 - ix1).clamp(min=0) * (iy2 - iy1).clamp(min=0)
-    area_p = (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
-    area_t = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
-    union = area_p + area_t - inter + 1e-6
-    ex1, ey1 = torch.minimum(pred[:, 0], target[:, 0]), torch.minimum(pred[:, 1], target[:, 1])
-    ex2, ey2 = torch.maximum(pred[:, 2], target[:, 2]), torch.maximum(pred[:, 3], target[:, 3])
-    enclose = (ex2 - ex1) * (ey2 - ey1) + 1e-6
-    return 1.0 - (inter / union - (enclose - union) / enclose)
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    union = union.clamp(min=1e-6)
+    ex1, ey1 = torch.minimum(a[:, 0], b[:, 0]), torch.minimum(a[:, 1], b[:, 1])
+    ex2, ey2 = torch.maximum(a[:, 2], b[:, 2]), torch.maximum(a[:, 3], b[:, 3])
+    return inter / union, union, ((ex2 - ex1) * (ey2 - ey1)).clamp(min=1e-6)
 
 
-def fcos_targets(
-    boxes: Tensor, classes: Tensor, size: tuple[int, int], strides: tuple[int, ...], radius: float = 1.5
-) -> tuple[Tensor, Tensor]:
-    """Assign each anchor point of one image to at most one box (FCOS rules).
+def _iou_matrix(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of every box in a [P,4] with every box in b [G,4] -> [P,G]."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
+    return inter / (area_a[:, None] + area_b[None] - inter).clamp(min=1e-6)
 
-    A point is positive for a box when it lies inside the box and within ``radius`` strides of its
-    centre, and the box's largest l/t/r/b distance falls in the level's range (stride 8 takes
-    objects up to 64 px, stride 16 the rest). Ties go to the smallest box.
+
+def atss_assign(
+    points: Tensor,
+    stride_of: Tensor,
+    boxes: Tensor,
+    level_sizes: list[int],
+    *,
+    topk: int = 9,
+    anchor_scale: float = 5.0,
+) -> Tensor:
+    """Adaptive training sample selection (ATSS, Zhang et al., CVPR 2020), anchor-free form.
+
+    Per box: on every level the ``topk`` points nearest to its centre are candidates; their IoU
+    with the box is taken between the box and a square "anchor" of side ``anchor_scale`` x stride
+    on the point; candidates with IoU >= mean + std of that set and whose point lies inside the
+    box are positive. A point claimed by several boxes goes to the one it overlaps most. A box left
+    without a positive (tiny objects between grid points) gets its best candidate, so every
+    labelled object trains the head.
 
     Returns:
-        (box index per point, -1 for background) [A], and the level stride per point [A].
+        box index per point [A], -1 for background.
     """
-    points = torch.from_numpy(anchor_points(size[0], size[1], tuple(strides)).copy()).to(boxes.device)
+    a = points.shape[0]
+    assign = torch.full((a,), -1, dtype=torch.long, device=points.device)
+    if boxes.shape[0] == 0:
+        return assign
+    half = anchor_scale * stride_of[:, None] / 2
+    anchors = torch.cat((points - half, points + half), dim=1)
+    ious = _iou_matrix(anchors, boxes)  # [A, G]
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    dist = torch.cdist(points, centres)  # [A, G]
+    candidates, offset = [], 0
+    for n in level_sizes:
+        k = min(topk, n)
+        candidates.append(dist[offset : offset + n].topk(k, dim=0, largest=False).indices + offset)
+        offset += n
+    cand = torch.cat(candidates, dim=0)  # [C, G]
+    cand_iou = ious.gather(0, cand)
+    threshold = cand_iou.mean(0) + cand_iou.std(0)
+    g = torch.arange(boxes.shape[0], device=points.device).expand_as(cand)
+    p = points[cand]  # [C, G, 2]
+    inside = (
+        (p[..., 0] > boxes[g, 0])
+        & (p[..., 0] < boxes[g, 2])
+        & (p[..., 1] > boxes[g, 1])
+        & (p[..., 1] < boxes[g, 3])
+    )
+    positive = (cand_iou >= threshold[None]) & inside
+    best = cand_iou.argmax(0)
+    cols = torch.arange(boxes.shape[0], device=points.device)
+    positive[best, cols] |= ~positive.any(0)
+    score = torch.full_like(ious, -1.0)
+    score[cand[positive], g[positive]] = ious[cand[positive], g[positive]]
+    best_score, best_box = score.max(dim=1)
+    assign[best_score >= 0] = best_box[best_score >= 0]
+    return assign
+
+
+def level_layout(
+    size: tuple[int, int], strides: tuple[int, ...], device: torch.device
+) -> tuple[Tensor, Tensor, list[int]]:
+    """Anchor points [A,2], their stride [A] and the point count per level for an input size."""
+    points = torch.from_numpy(anchor_points(size[0], size[1], tuple(strides)).copy()).to(device)
     counts = [(-(-size[1] // s)) * (-(-size[0] // s)) for s in strides]
     stride_of = torch.cat(
-        [torch.full((n,), float(s), device=boxes.device) for n, s in zip(counts, strides, strict=True)]
+        [torch.full((n,), float(s), device=device) for n, s in zip(counts, strides, strict=True)]
     )
-    assign = torch.full((points.shape[0],), -1, dtype=torch.long, device=boxes.device)
-    if boxes.shape[0] == 0:
-        return assign, stride_of
-    x, y = points[:, 0:1], points[:, 1:2]
-    ltrb = torch.stack(
-        (x - boxes[None, :, 0], y - boxes[None, :, 1], boxes[None, :, 2] - x, boxes[None, :, 3] - y), dim=-1
-    )
-    inside = ltrb.min(dim=-1).values > 0
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    rad = radius * stride_of[:, None]
-    near = ((x - cx[None]).abs() < rad) & ((y - cy[None]).abs() < rad)
-    reach = ltrb.max(dim=-1).values
-    lo = torch.where(stride_of == strides[0], 0.0, 64.0)[:, None]
-    hi = torch.where(stride_of == strides[-1], float("inf"), 64.0)[:, None]
-    ok = inside & near & (reach >= lo) & (reach <= hi)
-    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand_as(ok)
-    area = torch.where(ok, area, torch.full_like(area, float("inf")))
-    best_area, best = area.min(dim=1)
-    assign[torch.isfinite(best_area)] = best[torch.isfinite(best_area)]
-    return assign, stride_of
+    return points, stride_of, counts
 
 
 def detection_loss(
-    raw: Tensor, boxes: list[Tensor], classes: list[Tensor], size: tuple[int, int], strides: tuple[int, ...]
+    raw: Tensor,
+    boxes: list[Tensor],
+    classes: list[Tensor],
+    size: tuple[int, int],
+    strides: tuple[int, ...],
+    weights: list[Tensor] | None = None,
+    *,
+    box_weight: float = 2.0,
+    beta: float = 2.0,
 ) -> Tensor:
-    """FCOS loss over a batch: sigmoid focal (classes) + GIoU (boxes) + BCE (centerness).
+    """Generalized Focal Loss (Li et al., 2020) over a batch: quality focal loss + GIoU.
 
-    ``raw`` is [N, A, 5 + K] from DetectionHead; boxes/classes are per-image lists in pixels.
+    The class target of a positive point is the IoU of its predicted box with its ground truth
+    (detached), times the box's ``weight``: 1 for human labels, the teacher's score for pseudo
+    labels (soft distillation targets); background points have target 0. QFL =
+    BCE(σ, y)·|y − σ|^β, normalised by the number of positives. Box regression: GIoU loss weighted
+    by the same target, so well-localised and confident boxes dominate.
+
+    Args:
+        raw: [N, A, 4 + K] from :class:`~fusion_perception.models.tasks.DetectionHead`.
+        boxes, classes, weights: per-image [M,4] xyxy pixels, [M] class ids, [M] weights in (0, 1].
+        size: (width, height) of the network input; strides: the head's strides in those pixels.
     """
-    n, a, c = raw.shape
-    num_classes = c - 5
-    points = torch.from_numpy(anchor_points(size[0], size[1], tuple(strides)).copy()).to(raw.device)
-    cls_target = torch.zeros(n, a, num_classes, device=raw.device)
-    pos_pred, pos_box, pos_ctr_logit, pos_ctr = [], [], [], []
+    n = raw.shape[0]
+    points, stride_of, counts = level_layout(size, strides, raw.device)
+    logits = raw[..., 4:]
+    target = torch.zeros_like(logits)
+    pred_boxes, gt_boxes, box_w = [], [], []
     for i in range(n):
-        assign, _ = fcos_targets(boxes[i].to(raw.device), classes[i].to(raw.device), size, strides)
+        gt = boxes[i].to(raw.device)
+        assign = atss_assign(points, stride_of, gt, counts)
         pos = assign >= 0
         if not bool(pos.any()):
             continue
-        gt = boxes[i].to(raw.device)[assign[pos]]
-        cls_target[i, pos, classes[i].to(raw.device)[assign[pos]]] = 1.0
-        p = points[pos]
+        idx = assign[pos]
         ltrb = raw[i, pos, :4]
-        pos_pred.append(torch.cat((p - ltrb[:, :2], p + ltrb[:, 2:4]), dim=1))
-        pos_box.append(gt)
-        tl = torch.stack((p[:, 0] - gt[:, 0], p[:, 1] - gt[:, 1]), 1)
-        br = torch.stack((gt[:, 2] - p[:, 0], gt[:, 3] - p[:, 1]), 1)
-        ctr = torch.sqrt(
-            (torch.minimum(tl[:, 0], br[:, 0]) / torch.maximum(tl[:, 0], br[:, 0]))
-            * (torch.minimum(tl[:, 1], br[:, 1]) / torch.maximum(tl[:, 1], br[:, 1]))
-        )
-        pos_ctr.append(ctr.clamp(0, 1))
-        pos_ctr_logit.append(raw[i, pos, 4])
-    num_pos = max(sum(len(b) for b in pos_box), 1)
-    logits = raw[..., 5:]
+        p = points[pos]
+        pred = torch.cat((p - ltrb[:, :2], p + ltrb[:, 2:4]), dim=1)
+        iou = box_iou_pairs(pred.detach(), gt[idx])[0].clamp(min=0)
+        w = weights[i].to(raw.device)[idx] if weights is not None else torch.ones_like(iou)
+        pos_rows = torch.nonzero(pos).squeeze(1)
+        target[i, pos_rows, classes[i].to(raw.device)[idx]] = iou * w
+        pred_boxes.append(pred)
+        gt_boxes.append(gt[idx])
+        box_w.append(iou * w)
+    num_pos = max(sum(len(b) for b in pred_boxes), 1)
     prob = torch.sigmoid(logits)
-    ce = F.binary_cross_entropy_with_logits(logits, cls_target, reduction="none")
-    p_t = prob * cls_target + (1 - prob) * (1 - cls_target)
-    alpha_t = 0.25 * cls_target + 0.75 * (1 - cls_target)
-    loss_cls = (alpha_t * (1 - p_t) ** 2 * ce).sum() / num_pos
-    if not pos_box:
-        return loss_cls
-    ctr_t = torch.cat(pos_ctr)
-    loss_box = (_giou_loss(torch.cat(pos_pred), torch.cat(pos_box)) * ctr_t).sum() / ctr_t.sum().clamp(
-        min=1e-6
+    qfl = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * (target - prob).abs().pow(
+        beta
     )
-    loss_ctr = F.binary_cross_entropy_with_logits(torch.cat(pos_ctr_logit), ctr_t)
-    return loss_cls + loss_box + loss_ctr
+    loss_cls = qfl.sum() / num_pos
+    if not pred_boxes:
+        return loss_cls
+    pred, gt, w = torch.cat(pred_boxes), torch.cat(gt_boxes), torch.cat(box_w)
+    iou, union, enclose = box_iou_pairs(pred, gt)
+    giou_loss = 1.0 - (iou - (enclose - union) / enclose)
+    loss_box = (giou_loss * w).sum() / w.sum().clamp(min=1e-6)
+    return loss_cls + box_weight * loss_box
 
 
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:

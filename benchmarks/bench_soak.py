@@ -1,0 +1,387 @@
+"""Soak: the node from the shipped config fed by a camera process for a long time; does anything decay?
+
+    .venv/bin/python benchmarks/bench_soak.py                     # 30 min at 15 Hz: the acceptance run
+    .venv/bin/python benchmarks/bench_soak.py --ci                # 90 s, looser bounds: the CI variant
+    .venv/bin/python benchmarks/bench_soak.py --duration 360 --compare 60 --window 30 \
+        --json benchmarks/results/soak_cpu_6min.json
+
+Three processes, as on a robot: the camera stand-in (``python -m fusion_perception.ros.camera``:
+640x480 MSRS pairs at ``--rate``, sensor-data QoS unless ``--qos reliable``), the node
+(``fusion_perception_node --ros-args --params-file config/fusion_perception.yaml``) and this
+process, which subscribes to the detections (latency = header stamp -> received, same host clock)
+and the fused image (so the node really ships its largest output), reads the node's /diagnostics
+and samples the node's resident memory (VmRSS) every second. All use the shipped Fast DDS profile
+unless the environment chose a transport.
+
+Per ``--window`` seconds it records outputs/s, latency p50/p95, and medians of the node's RSS, its
+own pipeline time and the machine load (so a busier machine can be told from a decaying node).
+After ``--warmup`` seconds it compares the first ``--compare`` seconds with the last ``--compare``
+seconds: output rate within ``--tolerance`` and latency p50 within ``--latency-tolerance`` (both
+10 %: "last 5 minutes within 10 % of the first 5"), and the node's median RSS may grow by at most
+``--max-rss-growth-mb``. It also checks that every frame the camera
+sent is accounted for by the node's counters (received or counted lost). Prints a table, writes
+JSON, exits 1 when a bound is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config" / "fusion_perception.yaml"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` in MB (VmRSS), NaN once the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _median(rows: list[dict[str, float]], key: str, lo: float, hi: float) -> float:
+    values = [r[key] for r in rows if lo <= r["t"] < hi and r[key] == r[key]]
+    return float(np.median(values)) if values else float("nan")
+
+
+def windows(
+    samples: list[tuple[float, float]], per_second: list[dict[str, float]], window_s: float, end_s: float
+) -> list[dict[str, float]]:
+    """Rows over [0, end_s): outputs/s, latency p50/p95 ms, and medians of the per-second samples
+    (node RSS, the node's own pipeline p50 and the machine's 1-minute load: when latency moves
+    with pipeline time and load, the machine got busier; when it moves alone, something decays)."""
+    rows = []
+    for k in range(int(end_s // window_s)):
+        lo, hi = k * window_s, (k + 1) * window_s
+        lat = [ms for t, ms in samples if lo <= t < hi]
+        rows.append(
+            {
+                "start_s": lo,
+                "outputs_per_s": len(lat) / window_s,
+                "latency_ms_p50": float(np.median(lat)) if lat else float("nan"),
+                "latency_ms_p95": float(np.percentile(lat, 95)) if lat else float("nan"),
+                **{
+                    key: _median(per_second, key, lo, hi)
+                    for key in ("node_rss_mb", "pipeline_ms_p50", "load1")
+                },
+            }
+        )
+    return rows
+
+
+def span(samples: list[tuple[float, float]], lo: float, hi: float) -> dict[str, float]:
+    """Outputs/s and latency p50 over [lo, hi) seconds."""
+    lat = [ms for t, ms in samples if lo <= t < hi]
+    return {
+        "outputs_per_s": len(lat) / (hi - lo),
+        "latency_ms_p50": float(np.median(lat)) if lat else float("nan"),
+    }
+
+
+def verdict(
+    samples: list[tuple[float, float]],
+    per_second: list[dict[str, float]],
+    args: argparse.Namespace,
+    end_s: float,
+) -> dict[str, Any]:
+    """First vs last ``compare`` seconds after warm-up; RSS growth between them (medians: the
+    resident size moves by a few MB with the image buffers alive at the moment of sampling)."""
+    first = span(samples, args.warmup, args.warmup + args.compare)
+    last = span(samples, end_s - args.compare, end_s)
+    growth = _median(per_second, "node_rss_mb", end_s - args.compare, end_s) - _median(
+        per_second, "node_rss_mb", args.warmup, args.warmup + args.compare
+    )
+    rate_change = (
+        last["outputs_per_s"] / first["outputs_per_s"] - 1 if first["outputs_per_s"] else float("nan")
+    )
+    lat_change = last["latency_ms_p50"] / first["latency_ms_p50"] - 1
+    checks = {
+        "output_rate_within_tolerance": abs(rate_change) <= args.tolerance,
+        "latency_p50_within_tolerance": abs(lat_change) <= args.latency_tolerance,
+        "rss_growth_within_bound": growth < args.max_rss_growth_mb,
+    }
+    return {
+        "first": first,
+        "last": last,
+        "output_rate_change": rate_change,
+        "latency_p50_change": lat_change,
+        "rss_growth_mb_after_warmup": growth,
+        "checks": checks,
+        "passed": all(checks.values()),
+    }
+
+
+def accounting(sent: dict[str, list[int]], diag: dict[str, str]) -> dict[str, Any]:
+    """Per stream: frames sent by the camera vs received + counted lost by the node."""
+    out = {}
+    for stream, stamps in sent.items():
+        received = int(diag.get(f"received_{stream}", 0))
+        lost = sum(int(v) for k, v in diag.items() if k.startswith(f"dropped_{stream}_lost_"))
+        out[stream] = {
+            "sent": len(stamps),
+            "received": received,
+            "counted_lost": lost,
+            "unaccounted": len(stamps) - received - lost,
+        }
+    return out
+
+
+class Probe:
+    """This process's subscriber: detections (latency), fused image (count), the node's /diagnostics."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from vision_msgs.msg import Detection2DArray
+
+        from fusion_perception.ros.params import SPECS
+
+        rclpy.init()
+        self.node = rclpy.create_node("soak_probe")
+        self.t0 = time.monotonic()
+        self.latency: list[tuple[float, float]] = []  # (seconds since start, ms)
+        self.fused = 0
+        self.diag: dict[str, str] = {}
+        self.diag_level = 0
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(
+            Detection2DArray, SPECS["detections_topic"].default, self._on_dets, reliable
+        )
+        self.node.create_subscription(Image, SPECS["fused_topic"].default, self._on_fused, reliable)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+
+    def _on_dets(self, msg: Any) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.latency.append((time.monotonic() - self.t0, (time.time_ns() - stamp) / 1e6))
+
+    def _on_fused(self, msg: Any) -> None:
+        self.fused += 1
+
+    def _on_diag(self, msg: Any) -> None:
+        for status in msg.status:
+            if status.name.endswith(": fusion_perception"):
+                self.diag = {kv.key: kv.value for kv in status.values}
+                self.diag_level = status.level[0] if isinstance(status.level, bytes) else int(status.level)
+
+    def spin_for(self, seconds: float) -> None:
+        import rclpy
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            rclpy.spin_once(self.node, timeout_sec=min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def close(self) -> None:
+        import rclpy
+
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Start camera and node, sample for ``args.duration`` seconds, return the raw record."""
+    from fusion_perception.ros.transport import configure_dds_transport
+
+    transport = configure_dds_transport()
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    node_cmd = [
+        sys.executable,
+        "-m",
+        "fusion_perception.ros.node",
+        "--ros-args",
+        "--params-file",
+        str(CONFIG),
+        "-p",
+        f"model_file_path:={args.model}",
+        "-p",
+        f"input_qos:={args.qos}",
+    ]
+    stamps = work / "sent.json"
+    cam_cmd = [
+        sys.executable,
+        "-m",
+        "fusion_perception.ros.camera",
+        "--ros-args",
+        "-p",
+        f"rate_hz:={args.rate}",
+        "-p",
+        f"duration_s:={float(args.duration)}",
+        "-p",
+        f"qos:={args.qos}",
+        "-p",
+        "wait_for_subscribers_s:=120.0",
+        "-p",
+        f"stamps_file:={stamps}",
+    ]
+    node_log, cam_log = (work / "node.log").open("wb"), (work / "camera.log").open("wb")
+    node = subprocess.Popen(node_cmd, stdout=node_log, stderr=subprocess.STDOUT)
+    probe = Probe()
+    camera = None
+    per_second: list[dict[str, float]] = []
+    try:
+        while probe.node.count_publishers("detections") == 0 and time.monotonic() - probe.t0 < 120:
+            probe.spin_for(0.2)
+        camera = subprocess.Popen(cam_cmd, stdout=cam_log, stderr=subprocess.STDOUT)
+        while not probe.latency and time.monotonic() - probe.t0 < 240:  # first output: time zero
+            probe.spin_for(0.1)
+        if not probe.latency:
+            raise RuntimeError(f"no outputs; see {work / 'node.log'} and {work / 'camera.log'}")
+        probe.latency.clear()
+        probe.t0 = time.monotonic()
+        last_print = 0.0
+        while camera.poll() is None and time.monotonic() - probe.t0 < args.duration + 60:
+            probe.spin_for(1.0)
+            t = time.monotonic() - probe.t0
+            pipeline = float(probe.diag.get("pipeline_ms_p50", "nan"))
+            per_second.append(
+                {
+                    "t": t,
+                    "node_rss_mb": rss_mb(node.pid),
+                    "pipeline_ms_p50": pipeline,
+                    "load1": os.getloadavg()[0],
+                }
+            )
+            if t - last_print >= args.window:
+                last_print = t
+                recent = [ms for s, ms in probe.latency if s >= t - args.window]
+                print(
+                    f"{t:7.0f} s  {len(recent) / args.window:5.2f} outputs/s  latency p50 "
+                    f"{np.median(recent) if recent else float('nan'):7.1f} ms  "
+                    f"node RSS {per_second[-1]['node_rss_mb']:7.1f} MB",
+                    flush=True,
+                )
+        end_s = min(time.monotonic() - probe.t0, float(args.duration))
+        probe.spin_for(3.0)  # the last outputs and one more /diagnostics period
+        sent = json.loads(stamps.read_text()) if stamps.exists() else {}
+        return {
+            "transport": transport,
+            "end_s": end_s,
+            "latency": probe.latency,
+            "per_second": per_second,
+            "fused_received": probe.fused,
+            "diagnostics": probe.diag,
+            "diagnostics_level": probe.diag_level,
+            "sent": sent,
+        }
+    finally:
+        if camera is not None:
+            _stop(camera)
+        probe.close()
+        _stop(node)
+        node_log.close()
+        cam_log.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fusion_perception.ros.params import default_model_path
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=1800.0, help="seconds the camera publishes")
+    p.add_argument("--rate", type=float, default=15.0, help="pairs per second")
+    p.add_argument(
+        "--qos",
+        choices=("sensor_data", "reliable"),
+        default="sensor_data",
+        help="camera QoS and the node's input_qos",
+    )
+    p.add_argument("--warmup", type=float, default=60.0, help="seconds left out before comparing")
+    p.add_argument("--compare", type=float, default=300.0, help="seconds compared at the start and the end")
+    p.add_argument("--window", type=float, default=60.0, help="seconds per table row")
+    p.add_argument("--tolerance", type=float, default=0.10, help="largest relative change of the output rate")
+    p.add_argument(
+        "--latency-tolerance", type=float, default=0.10, help="largest relative change of latency p50"
+    )
+    p.add_argument("--max-rss-growth-mb", type=float, default=5.0)
+    p.add_argument("--model", type=Path, default=default_model_path())
+    p.add_argument(
+        "--ci",
+        action="store_true",
+        help="short variant: 90 s, warm-up 20 s, compare 30 s, rate within 20 %%, latency within 50 %% "
+        "(a shared CI machine's load moves latency more than that; the decay this guards against halved "
+        "the rate and doubled the latency), RSS bound 5 MB",
+    )
+    p.add_argument("--json", type=Path, default=None, help="default benchmarks/results/soak_cpu[_ci].json")
+    p.add_argument("--keep-logs", type=Path, default=None, help="copy node.log and camera.log here")
+    args = p.parse_args(argv)
+    if args.ci:
+        args.duration, args.warmup, args.compare, args.window = 90.0, 20.0, 30.0, 10.0
+        args.tolerance, args.latency_tolerance = 0.20, 0.50
+    if args.warmup + 2 * args.compare > args.duration:
+        p.error("--duration must cover --warmup plus two --compare spans")
+    json_path = args.json or REPO / "benchmarks" / "results" / f"soak_cpu{'_ci' if args.ci else ''}.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            raw = run(args, Path(tmp))
+        finally:
+            if args.keep_logs:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                for name in ("node.log", "camera.log"):
+                    if (Path(tmp) / name).exists():
+                        (args.keep_logs / name).write_bytes((Path(tmp) / name).read_bytes())
+    result = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "transport": raw["transport"],
+        "cpu_count": os.cpu_count(),
+        "load_avg_at_end": os.getloadavg(),
+        "platform": platform.platform(),
+        "end_s": raw["end_s"],
+        "windows": windows(raw["latency"], raw["per_second"], args.window, raw["end_s"]),
+        "verdict": verdict(raw["latency"], raw["per_second"], args, raw["end_s"]),
+        "accounting": accounting(raw["sent"], raw["diagnostics"]),
+        "fused_received": raw["fused_received"],
+        "node_diagnostics": raw["diagnostics"],
+    }
+    print(f"\n{'start s':>8}{'out/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'RSS MB':>9}{'pipe ms':>9}{'load':>6}")
+    for w in result["windows"]:
+        print(
+            f"{w['start_s']:8.0f}{w['outputs_per_s']:8.2f}{w['latency_ms_p50']:9.1f}"
+            f"{w['latency_ms_p95']:9.1f}{w['node_rss_mb']:9.1f}{w['pipeline_ms_p50']:9.1f}{w['load1']:6.1f}"
+        )
+    v = result["verdict"]
+    v["checks"]["every_frame_accounted"] = bool(result["accounting"]) and all(
+        a["unaccounted"] == 0 for a in result["accounting"].values()
+    )
+    v["passed"] = all(v["checks"].values())
+    print(f"first {args.compare:g} s after warm-up: {v['first']}\nlast  {args.compare:g} s: {v['last']}")
+    print(
+        f"rate change {v['output_rate_change']:+.1%}, "
+        f"latency p50 change {v['latency_p50_change']:+.1%}, "
+        f"RSS growth after warm-up {v['rss_growth_mb_after_warmup']:+.1f} MB; "
+        f"accounting {result['accounting']}"
+    )
+    print(f"{'PASS' if v['passed'] else 'FAIL'} {v['checks']}")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {json_path}")
+    return 0 if v["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""What happens to each decoded frame: paired, processed alone (degraded), or dropped with a reason.
+
+Pure Python (no rclpy), so the policy is tested without DDS; the node calls :meth:`FrameIntake.push`
+from its subscription callbacks (one executor thread) and submits the returned jobs to the worker.
+
+* Both cameras live: frames go through :class:`~fusion_perception.pairing.StampPairer` (stamp
+  pairing, jump-back reset).
+* One camera silent longer than ``stale_s`` while the other streams (:mod:`.liveness`): with
+  policy ``degrade`` each frame of the live camera becomes a job on its own (the worker feeds it
+  as both sources, see :func:`single_camera_inputs`); with ``drop`` it is dropped as
+  ``no_partner``. Either way the frame is counted, never left to overflow a queue. The first
+  usable frame of the silent camera ends it: pairing resumes with the next frames.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from ..pairing import Pair, StampPairer, Stream
+from ..preprocessing import GainControl, thermal_to_unit, to_gray, unit_to_uint8
+from .diagnostics import pairing_values
+from .liveness import POLICIES, STREAMS, CameraWatch
+
+__all__ = ["FrameIntake", "Job", "single_camera_inputs"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Job(Generic[T]):
+    """Work for the inference worker: a stamp-matched pair, or one camera's frame (the other is None)."""
+
+    ir: T | None
+    visible: T | None
+
+    @property
+    def sources(self) -> str:
+        """"ir+visible", "ir" or "visible": what the outputs were computed from."""
+        return "+".join(s for s, f in (("ir", self.ir), ("visible", self.visible)) if f is not None)
+
+    @property
+    def degraded(self) -> bool:
+        return self.ir is None or self.visible is None
+
+    @classmethod
+    def of(cls, pair: Pair[T]) -> Job[T]:
+        return cls(pair.ir, pair.visible)
+
+
+def single_camera_inputs(
+    ir: np.ndarray | None, visible: np.ndarray | None, gain: GainControl | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(IR, visible) arrays for the pipeline when one camera is missing: the live one stands for both.
+
+    Visible only: IR = the visible frame's luma (HxW uint8). IR only: visible = the IR frame as an
+    8-bit grey image (a grey visible frame carries neutral chroma, so the fused image stays grey;
+    mono16 goes through the node's ``gain`` first). The network then sees two identical sources,
+    which is what "fused = that camera" means; segmentation and detection run on it as usual.
+
+    Raises:
+        ValueError: both or neither are given.
+    """
+    if (ir is None) == (visible is None):
+        raise ValueError("exactly one of ir and visible must be given")
+    if visible is not None:
+        return np.ascontiguousarray(to_gray(visible)), visible
+    grey = to_gray(ir)
+    if grey.dtype != np.uint8:
+        grey = unit_to_uint8(thermal_to_unit(grey, gain))
+    return ir, np.ascontiguousarray(grey)
+
+
+class FrameIntake(Generic[T]):
+    """Pairing plus the single-camera policy for one activation of the node.
+
+    Args:
+        pairer: the stamp pairer (configured with the node's slop, queue size and jump threshold).
+        stale_s: a camera silent longer than this no longer holds its partner's frames back.
+        policy: ``degrade`` (process the live camera alone) or ``drop`` (publish nothing).
+        now: monotonic seconds at activation (silence of a camera never heard counts from here).
+    """
+
+    def __init__(self, pairer: StampPairer[T], stale_s: float, policy: str, now: float) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        self.pairer = pairer
+        self.policy = policy
+        self.watch = CameraWatch(now, stale_s)
+        self.single: Counter[str] = Counter()  # frames processed alone, per stream
+        self._no_partner: Counter[str] = Counter()
+
+    def push(self, stream: Stream, stamp_ns: int, frame: T, now: float) -> list[Job[T]]:
+        """One usable frame of ``stream``; returns the jobs it completes (zero, one, rarely more)."""
+        self.watch.heard(stream, now)
+        if not self.watch.alone(stream, now):
+            return [Job.of(pair) for pair in self.pairer.push(stream, stamp_ns, frame)]
+        if self.policy == "drop":
+            self._no_partner[stream] += 1
+            return []
+        self.single[stream] += 1
+        return [Job(frame, None) if stream == "ir" else Job(None, frame)]
+
+    def values(self) -> list[tuple[str, str]]:
+        """Key/values for /diagnostics: pairing (see ``pairing_values``), queued and lone frames."""
+        pending = {s: self.pairer.pending(s) for s in STREAMS}
+        alone = [(f"alone_{s}", str(self.single[s])) for s in STREAMS]
+        return [*pairing_values(self.pairer.stats, pending), *alone]
+
+    def drops(self) -> dict[tuple[str, str], int]:
+        """(stream, reason) -> total of every frame dropped here or in the pairer."""
+        return {**self.pairer.stats.drops(), **{(s, "no_partner"): self._no_partner[s] for s in STREAMS}}

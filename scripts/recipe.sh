@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The default model's training recipe, sized for two CPU cores (docs/RESULTS.md has the wall times).
+#
+#   scripts/recipe.sh OUT_ROOT [PHASE ...]      phases: fusion tasks bilevel baselines export (default: all)
+#
+# Phases (each a `fusion-perception train` run over config/train_bilevel.yaml with overrides):
+#   fusion    the fusion net alone on the plain fusion loss L_f, 256x224 crops.
+#   tasks     fusion net frozen (its fused images computed once and cached), the pretrained task net
+#             trained on whole 640x480 images, the deployment size; every 4th batch comes from the
+#             teacher-labelled RoadScene / TNO / LLVIP folders (distillation, data/teacher_labels).
+#   bilevel   bi-level dual-task fine-tuning of both: the fusion net takes hypergradient steps from the
+#             segmentation and detection modules, evaluated on the held-out pairs.
+#   baselines the tasks phase on IR-only and visible-only input (same budget): the fair comparison.
+#   export    ONNX of the final model + evaluation on MSRS val.
+# Environment: DEVICE (cpu|cuda, default cpu), SCALE (multiplies every phase's steps, default 1).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${1:?usage: scripts/recipe.sh OUT_ROOT [PHASE ...]}
+shift
+PHASES=${*:-fusion tasks bilevel baselines export}
+DEVICE=${DEVICE:-cpu}
+SCALE=${SCALE:-1}
+FP=${FP:-"$ROOT/.venv/bin/fusion-perception"}
+MSRS=${MSRS:-$ROOT/../shared/datasets/msrs}
+steps() { python3 -c "print(max(1, round($1 * $SCALE)))"; }
+train() {  # train NAME [--set ...]
+  local name=$1; shift
+  local t0=$SECONDS
+  "$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --device "$DEVICE" \
+    --set out_dir="$OUT/$name" --set data.msrs_root="$MSRS" "$@"
+  echo "[recipe] $name: $((SECONDS - t0)) s" | tee -a "$OUT/times.txt"
+}
+WHOLE=(--set data.crop_width=640 --set data.crop_height=480 --set data.batch_size=4)
+DATA=$(dirname "$MSRS")
+# Distillation: teacher (NanoDet-g) boxes on the folders without human labels, scores as box weights.
+PSEUDO="[$DATA/roadscene=$ROOT/data/teacher_labels/roadscene.json,$DATA/tno=$ROOT/data/teacher_labels/tno.json,\
+$DATA/llvip_samples/train=$ROOT/data/teacher_labels/llvip_samples_train.json]"
+TASKS=(--set scheme=plain --set init_from="$OUT/fusion/last.pt" --set steps="$(steps 1500)" --set lower_lr=0.001
+       --set data.pseudo_labelled="$PSEUDO" "${WHOLE[@]}")
+mkdir -p "$OUT"
+for phase in $PHASES; do
+  case $phase in
+    fusion) train fusion --set scheme=plain --set train_tasks=false --set upper_every=1 --set steps="$(steps 600)" \
+              --set data.crop_width=256 --set data.crop_height=224 --set data.batch_size=4 --set ema_decay=0.0 ;;
+    tasks) train tasks --set freeze_fusion=true "${TASKS[@]}" ;;
+    bilevel) train bilevel --set scheme=bilevel --set init_from="$OUT/tasks/last.pt" \
+              --set steps="$(steps 400)" --set upper_every=2 --set warmup_steps=0 --set fusion_lr=0.0002 \
+              --set lower_lr=0.0003 --set data.crop_width=320 --set data.crop_height=256 --set data.batch_size=4 ;;
+    baselines)
+      for modality in ir visible; do
+        train "tasks_$modality" --set input_modality="$modality" "${TASKS[@]}"
+      done ;;
+    export)
+      "$FP" export "$OUT/bilevel/last.pt" --out-dir "$OUT/model"
+      "$FP" evaluate "$MSRS" --split val --checkpoint "$OUT/bilevel/last.pt" --json "$OUT/val.json" \
+        --baseline ir="$OUT/tasks_ir/last.pt" --baseline visible="$OUT/tasks_visible/last.pt" ;;
+    *) echo "unknown phase $phase (fusion tasks bilevel baselines export)" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,150 @@
+"""Graceful degradation (issue 9, item 5): one camera goes dark, then comes back; both go dark.
+
+The node (shipped config, ``stale_input_s`` 0.5 s, ``stale_error_s`` 1.5 s, per-frame ``~/timing``)
+is fed by the camera stand-in in another process; the test switches the camera's streams off and
+on through its parameters, as a driver crash or a cable would, and switches the node's
+``camera_loss_policy`` at run time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+NODE, CAMERA = "degrade_node", "degrade_camera"
+STALE_S, ERROR_S = 0.5, 1.5
+
+
+@dataclass
+class Rig:
+    node: object  # conftest.NodeProcess
+    camera: object  # conftest.CameraProcess
+    col: object  # OutputCollector (detections + timing)
+    client: object  # plain node for parameter calls
+    executor: object
+
+    def until(self, done, timeout_s: float = 20.0, what: str = "") -> None:
+        from fusion_perception.ros.probe import spin_until
+
+        ok = spin_until(self.executor, done, timeout_s)
+        assert self.node.alive(), self.node.log()[-3000:]
+        assert ok, f"{what}: last statuses {self.messages()[-4:]}\n{self.node.log()[-1500:]}"
+
+    def wait(self, seconds: float) -> None:
+        from fusion_perception.ros.probe import spin_until
+
+        spin_until(self.executor, lambda: False, seconds)
+
+    def set(self, target: str, **values: object) -> None:
+        from conftest import set_remote_params
+
+        assert set_remote_params(self.client, self.executor, target, **values) == []
+
+    def messages(self) -> list[tuple[int, str]]:
+        return [(s.level[0], s.message) for s in self.col.diagnostics]
+
+    def timings_after(self, t_ns: int) -> list[tuple[int, float]]:
+        """(visible stamp, degraded 0/1) of every ~/timing received after ``t_ns``."""
+        out = []
+        for stamp, got in self.col.by_stamp.items():
+            if "timing" in got.messages and got.messages["timing"][1] > t_ns:
+                values = {kv.key: kv.value for kv in got.messages["timing"][0].status[0].values}
+                out.append((stamp, float(values["degraded"])))
+        return out
+
+    def status_after(self, t_ns: int, level: int, text: str) -> bool:
+        """A /diagnostics status at ``level`` containing ``text`` arrived after ``t_ns``."""
+        return any(s.level[0] == level and text in s.message for t, s in self.col.timed if t > t_ns)
+
+
+@pytest.fixture
+def rig(ros_context, model_path: Path, tmp_path: Path) -> Iterator[Rig]:
+    from conftest import CameraProcess, NodeProcess
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from fusion_perception.ros.probe import OutputCollector, spin_until
+
+    class _Collector(OutputCollector):
+        """Also keeps when each status arrived, to tell statuses before a switch from those after."""
+
+        timed: list[tuple[int, object]]
+
+        def _on_diagnostics(self, msg) -> None:
+            count = len(self.diagnostics)
+            super()._on_diagnostics(msg)
+            arrived = time.time_ns()
+            self.__dict__.setdefault("timed", []).extend((arrived, s) for s in self.diagnostics[count:])
+
+    node = NodeProcess(tmp_path / "node.log", {
+        "model_file_path": model_path, "stale_input_s": STALE_S, "stale_error_s": ERROR_S,
+        "publish_timing": True, "diagnostics_period_s": 0.2}, name=NODE)
+    col = _Collector("degrade_collector", node_name=NODE, keys=("detections",), timing=True,
+                     context=ros_context)
+    client = Node("degrade_client", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    for n in (col, client):
+        executor.add_node(n)
+    camera = None
+    try:
+        assert spin_until(executor, lambda: len(col.label_info) == 2, 60.0), node.log()[-3000:]
+        camera = CameraProcess(tmp_path / "camera.log", {"rate_hz": 10.0, "duration_s": 120.0,
+                                                         "wait_for_subscribers_s": 30.0}, name=CAMERA)
+        yield Rig(node, camera, col, client, executor)
+    finally:
+        if camera is not None:
+            camera.stop()
+        executor.shutdown()
+        col.destroy_node()
+        client.destroy_node()
+        node.stop()
+
+
+def test_one_camera_lost_degrades_escalates_and_recovers(rig: Rig) -> None:
+    rig.until(lambda: any(d == 0 for _, d in rig.timings_after(0)), 60.0, "no paired output")
+
+    t_off = time.time_ns()
+    rig.set(CAMERA, ir_enabled=False)
+    rig.until(lambda: any(d == 1 for _, d in rig.timings_after(t_off)), 10.0, "no degraded output")
+    stamp = next(s for s, d in rig.timings_after(t_off) if d == 1)
+    timing = rig.col.by_stamp[stamp].messages["timing"][0].status[0]
+    assert (timing.level[0], timing.message) == (1, "degraded: visible only")
+    assert rig.col.by_stamp[stamp].messages["detections"][0].header.frame_id == "visible_camera"
+    degraded_text = "no usable ir frames"
+    rig.until(lambda: rig.status_after(t_off, 1, degraded_text), 10.0, "no WARN")
+    warn = next(s for s in rig.col.diagnostics if s.level[0] == 1 and degraded_text in s.message)
+    assert "publishing visible only (degraded)" in warn.message
+    assert {kv.key: kv.value for kv in warn.values}["degraded"] == "true"
+    rig.until(lambda: rig.status_after(t_off, 2, degraded_text), 10.0, "no ERROR after stale_error_s")
+
+    t_drop = time.time_ns()
+    rig.set(NODE, camera_loss_policy="drop")
+    rig.until(lambda: rig.status_after(t_drop, 2, "publishing nothing (camera_loss_policy: drop)"), 10.0,
+              "drop policy not reported")
+    rig.wait(0.5)  # a job submitted before the switch may still come out
+    outputs = int(rig.col.latest_values()["outputs"])
+    no_partner = int(rig.col.latest_values().get("dropped_visible_no_partner", 0))
+    rig.until(lambda: int(rig.col.latest_values().get("dropped_visible_no_partner", 0)) >= no_partner + 10,
+              10.0, "visible frames not counted as no_partner")
+    assert int(rig.col.latest_values()["outputs"]) == outputs  # nothing published meanwhile
+
+    t_back = time.time_ns()
+    rig.set(NODE, camera_loss_policy="degrade")
+    rig.set(CAMERA, ir_enabled=True)
+    rig.until(lambda: any(d == 0 for _, d in rig.timings_after(t_back)), 10.0, "pairs did not resume")
+    rig.until(lambda: rig.status_after(t_back, 0, "ok"), 10.0, "level did not return to OK")
+    assert rig.col.latest_values()["degraded"] == "false"
+
+
+def test_both_cameras_silent_is_an_error(rig: Rig) -> None:
+    rig.until(lambda: any(d == 0 for _, d in rig.timings_after(0)), 60.0, "no paired output")
+    t_off = time.time_ns()
+    rig.set(CAMERA, ir_enabled=False, visible_enabled=False)
+    rig.until(lambda: rig.status_after(t_off, 2, "no frames from either camera"), 10.0, "no ERROR")
+    assert rig.col.latest_values()["live_cameras"] == "none"

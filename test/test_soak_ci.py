@@ -1,0 +1,70 @@
+"""No decay (issue 9, item 3): the soak benchmark's verdict, and its short CI variant over real DDS.
+
+The acceptance run is 30 minutes (``benchmarks/bench_soak.py``, docs/ROBOT.md); here the verdict
+logic is pinned on synthetic series (a halving after 4 minutes must fail, noise must not), and the
+90 s CI variant runs the three processes for real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_soak", REPO / "benchmarks" / "bench_soak.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _series(decay_at_s: float | None, end_s: float = 600.0, rate: float = 15.0, seed: int = 0):
+    """Outputs at ``rate`` with ~60 ms latency; from ``decay_at_s`` on half the rate, twice the latency."""
+    rng = np.random.default_rng(seed)
+    samples, t = [], 0.0
+    while t < end_s:
+        decayed = decay_at_s is not None and t >= decay_at_s
+        samples.append((t, float(rng.normal(120.0 if decayed else 60.0, 5.0))))
+        t += 2.0 / rate if decayed else 1.0 / rate
+    per_second = [{"t": float(s), "node_rss_mb": 250.0 + float(rng.normal(0, 1.5)), "pipeline_ms_p50": 40.0,
+                   "load1": 2.0} for s in range(int(end_s))]
+    return samples, per_second
+
+
+ARGS = argparse.Namespace(warmup=60.0, compare=120.0, tolerance=0.10, latency_tolerance=0.10,
+                          max_rss_growth_mb=5.0)
+
+
+def test_verdict_fails_the_halving_after_four_minutes_and_passes_a_flat_run() -> None:
+    bench = _bench()
+    flat = bench.verdict(*_series(None), ARGS, 600.0)
+    assert flat["passed"], flat
+    decayed = bench.verdict(*_series(240.0), ARGS, 600.0)
+    assert not decayed["checks"]["output_rate_within_tolerance"]
+    assert not decayed["checks"]["latency_p50_within_tolerance"]
+    assert decayed["output_rate_change"] == pytest.approx(-0.5, abs=0.02)
+    samples, per_second = _series(None)
+    for row in per_second:
+        row["node_rss_mb"] += row["t"] * 0.02  # +12 MB over 10 minutes
+    assert not bench.verdict(samples, per_second, ARGS, 600.0)["checks"]["rss_growth_within_bound"]
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(400)
+def test_ci_soak_keeps_rate_latency_memory_and_accounting(model_path: Path, tmp_path: Path) -> None:
+    bench = _bench()
+    out = tmp_path / "soak.json"
+    code = bench.main(["--ci", "--model", str(model_path), "--json", str(out), "--keep-logs", str(tmp_path)])
+    import json
+
+    result = json.loads(out.read_text())
+    assert code == 0, (result["verdict"], result["accounting"], result["windows"])
+    assert all(a["unaccounted"] == 0 and a["sent"] > 1000 for a in result["accounting"].values())

@@ -1,0 +1,127 @@
+"""Task net: pretrained backbone loading, the detection assignment and loss, the output contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fusion_perception.errors import ModelFormatError  # noqa: E402
+from fusion_perception.image_pairs import read_pair  # noqa: E402
+from fusion_perception.models.efficientnet_lite import EfficientNetLite0  # noqa: E402
+from fusion_perception.models.tasks import TaskNet, ycbcr_to_imagenet_rgb  # noqa: E402
+from fusion_perception.preprocessing import PreprocessConfig, prepare_pair  # noqa: E402
+from fusion_perception.runtime.postprocess import decode_detections  # noqa: E402
+from fusion_perception.training.losses import atss_assign, detection_loss, level_layout  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parents[1] / "fusion_perception" / "assets" / "samples"
+
+
+def _visible_batch() -> torch.Tensor:
+    images = []
+    for name in ("00404D", "01449D"):
+        ir, vis = read_pair(SAMPLES / name / "ir.png", SAMPLES / name / "vi.png")
+        images.append(prepare_pair(ir, vis, PreprocessConfig(network_size=None)).visible)
+    return torch.from_numpy(np.concatenate(images))
+
+
+def test_imagenet_weights_load_and_match_real_image_statistics() -> None:
+    """The stem's BatchNorm was fitted to ImageNet inputs normalised as (255·rgb − 127)/128: on real
+    daytime frames its outputs have unit-order spread; a wrong input scale collapses them."""
+    net = EfficientNetLite0()
+    assert net.load_imagenet() > 150
+    net.eval()
+    x = ycbcr_to_imagenet_rgb(_visible_batch())
+    with torch.no_grad():
+        good = net.stem[2](net.stem[1](net.stem[0](x))).std(dim=(0, 2, 3)).mean()
+        wrong = net.stem[2](net.stem[1](net.stem[0](x / 255.0))).std(dim=(0, 2, 3)).mean()
+    assert 0.3 < float(good) < 3.0
+    assert float(wrong) < 0.05
+
+
+def test_missing_or_foreign_weights_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelFormatError, match="do not exist"):
+        EfficientNetLite0().load_imagenet(tmp_path / "none.pth")
+    bad = tmp_path / "bad.pth"
+    torch.save({"_conv_stem.weight": torch.zeros(8, 3, 3, 3)}, bad)
+    with pytest.raises(ModelFormatError, match=r"_conv_stem\.weight"):
+        EfficientNetLite0().load_imagenet(bad)
+
+
+def test_ycbcr_conversion_matches_opencv_rgb() -> None:
+    import cv2
+
+    ir, vis = read_pair(SAMPLES / "00404D" / "ir.png", SAMPLES / "00404D" / "vi.png")
+    prepared = prepare_pair(ir, vis, PreprocessConfig(network_size=None))
+    ours = ycbcr_to_imagenet_rgb(torch.from_numpy(prepared.visible))[0]
+    rgb = torch.from_numpy(cv2.cvtColor(vis, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float()
+    assert float((ours - (rgb - 127.0) / 128.0).abs().max()) < 0.03  # uint8 YCrCb rounding
+
+
+@pytest.mark.parametrize("task_scale", [1, 2])
+def test_output_contract_and_strides(task_scale: int) -> None:
+    net = TaskNet(task_scale=task_scale).eval()
+    with torch.no_grad():
+        seg, det = net(torch.rand(1, 3, 128, 160))
+    assert seg.shape == (1, 9, 128 // net.seg_stride, 160 // net.seg_stride)
+    anchors = sum((128 // s) * (160 // s) for s in net.det_strides)
+    assert det.shape == (1, anchors, 4 + 3)
+    assert bool((det[..., :4] > 0).all())
+    decoded = decode_detections(
+        det[0].numpy(), input_size=(160, 128), strides=net.det_strides, score_threshold=0.0
+    )
+    assert len(decoded) > 0
+
+
+def test_atss_gives_every_box_a_positive_inside_it() -> None:
+    points, strides, counts = level_layout((640, 480), (16, 32), torch.device("cpu"))
+    boxes = torch.tensor(
+        [[100.0, 100.0, 112.0, 130.0], [300.0, 200.0, 500.0, 400.0], [50.0, 50.0, 57.0, 61.0]]
+    )
+    assign = atss_assign(points, strides, boxes, counts)
+    for g, box in enumerate(boxes):
+        pos = points[assign == g]
+        assert len(pos) >= 1
+        inside = (pos[:, 0] >= box[0]) & (pos[:, 0] <= box[2]) & (pos[:, 1] >= box[1]) & (pos[:, 1] <= box[3])
+        assert bool(inside.all())
+    large = strides[assign == 1]
+    assert len(large) > 1 and bool((large == 32).all())  # a 200 px box trains the coarse level
+    assert bool((atss_assign(points, strides, torch.zeros(0, 4), counts) == -1).all())
+
+
+def test_detection_loss_targets_iou_and_learns_a_box() -> None:
+    """QFL + GIoU: a head that predicts the box exactly and scores it at its IoU has a lower loss
+    than one with the right box but a confident wrong score; gradients reach both outputs."""
+    size, strides = (64, 64), (16, 32)
+    points, point_strides, counts = level_layout(size, strides, torch.device("cpu"))
+    box = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
+    raw = torch.zeros(1, points.shape[0], 5)
+    raw[0, :, :4] = torch.cat((points - box[0, :2], box[0, 2:] - points), dim=1).clamp(min=1.0)
+    raw[0, :, 4] = -8.0
+    calibrated = raw.clone()
+    assign = atss_assign(points, point_strides, box, counts)
+    calibrated[0, assign >= 0, 4] = 8.0  # sigmoid ~1 = IoU of an exact box
+    loss_good = detection_loss(calibrated, [box], [torch.tensor([0])], size, strides)
+    loss_bad = detection_loss(raw, [box], [torch.tensor([0])], size, strides)
+    assert float(loss_good) < float(loss_bad)
+    learn = raw.clone().requires_grad_(True)
+    detection_loss(learn, [box], [torch.tensor([0])], size, strides).backward()
+    assert float(learn.grad[..., 4].abs().sum()) > 0
+    empty = detection_loss(learn, [torch.zeros(0, 4)], [torch.zeros(0, dtype=torch.long)], size, strides)
+    assert torch.isfinite(empty)
+
+
+def test_soft_box_weights_scale_the_class_target() -> None:
+    """A teacher box with score 0.5 asks for half the confidence of a human label."""
+    size, strides = (64, 64), (16, 32)
+    points, _, _ = level_layout(size, strides, torch.device("cpu"))
+    box = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
+    raw = torch.zeros(1, points.shape[0], 5)
+    raw[0, :, :4] = torch.cat((points - box[0, :2], box[0, 2:] - points), dim=1).clamp(min=1.0)
+    raw[0, :, 4] = 0.0  # sigmoid 0.5 everywhere
+    full = detection_loss(raw, [box], [torch.tensor([0])], size, strides, [torch.tensor([1.0])])
+    half = detection_loss(raw, [box], [torch.tensor([0])], size, strides, [torch.tensor([0.5])])
+    assert float(half) < float(full)
