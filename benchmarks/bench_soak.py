@@ -60,6 +60,16 @@ def _median(rows: list[dict[str, float]], key: str, lo: float, hi: float) -> flo
     return float(np.median(values)) if values else float("nan")
 
 
+def rss_trend_mb(per_second: list[dict[str, float]], lo: float, hi: float) -> float:
+    """Fitted RSS change (MB) over [lo, hi): slope of a line through the per-second samples x span."""
+    rows = [(r["t"], r["node_rss_mb"]) for r in per_second
+            if lo <= r["t"] < hi and r["node_rss_mb"] == r["node_rss_mb"]]  # NaN: node gone
+    if len(rows) < 2:
+        return float("nan")
+    t, rss = np.array(rows).T
+    return float(np.polyfit(t, rss, 1)[0] * (hi - lo))
+
+
 def windows(
     samples: list[tuple[float, float]], per_second: list[dict[str, float]], window_s: float, end_s: float
 ) -> list[dict[str, float]]:
@@ -100,13 +110,15 @@ def verdict(
     args: argparse.Namespace,
     end_s: float,
 ) -> dict[str, Any]:
-    """First vs last ``compare`` seconds after warm-up; RSS growth between them (medians: the
-    resident size moves by a few MB with the image buffers alive at the moment of sampling)."""
+    """First vs last ``compare`` seconds after warm-up for rate and latency; RSS growth as the
+    least-squares trend of the per-second RSS from warm-up to the end, times that duration.
+
+    The trend, not a difference of two spans: the resident size swings by ~5 MB over about a minute
+    with the allocator's heap high-water mark (image buffers freed and reused), so two short spans
+    can land on a trough and a crest; a leak is a slope that the whole run shows."""
     first = span(samples, args.warmup, args.warmup + args.compare)
     last = span(samples, end_s - args.compare, end_s)
-    growth = _median(per_second, "node_rss_mb", end_s - args.compare, end_s) - _median(
-        per_second, "node_rss_mb", args.warmup, args.warmup + args.compare
-    )
+    growth = rss_trend_mb(per_second, args.warmup, end_s)
     rate_change = (
         last["outputs_per_s"] / first["outputs_per_s"] - 1 if first["outputs_per_s"] else float("nan")
     )

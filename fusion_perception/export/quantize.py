@@ -212,6 +212,19 @@ def _ops_reading_int8(graph: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _keep_io_types(graph: Any, source: Any) -> None:
+    """Give ``graph``'s inputs and outputs the source model's types and shapes.
+
+    ``quant_pre_process`` runs symbolic shape inference, which renames fixed output dimensions to
+    symbols (``Convsegmentation_dim_0``); an engine build and the contract check need the exact
+    shapes the FP32 export declared.
+    """
+    declared = {v.name: v.type for v in (*source.input, *source.output)}
+    for value in (*graph.input, *graph.output):
+        if value.name in declared:
+            value.type.CopyFrom(declared[value.name])
+
+
 def _quantize_graph(
     model: Path, pairs: Sequence[tuple[str, Path, Path]], options: QuantizeOptions, size: tuple[int, int]
 ) -> tuple[Any, dict[str, list[str]], int]:
@@ -283,8 +296,10 @@ def quantize_model(
         "seconds": round(time.perf_counter() - t0, 1),
     }
     facts = json.loads(json.dumps(facts))  # as written: tuples become lists
+    source = onnx.load(str(model), load_external_data=False)
+    _keep_io_types(quantized.graph, source.graph)
     del quantized.metadata_props[:]
-    quantized.metadata_props.extend(onnx.load(str(model), load_external_data=False).metadata_props)
+    quantized.metadata_props.extend(source.metadata_props)
     entry = quantized.metadata_props.add()
     entry.key, entry.value = QUANT_METADATA_KEY, json.dumps(facts, sort_keys=True)
     quantized.producer_name = "fusion_perception"
