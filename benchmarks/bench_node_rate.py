@@ -34,7 +34,6 @@ import os
 import platform
 import random
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "fusion_perception.yaml"
@@ -236,6 +236,8 @@ def _report(name: str, run: dict[str, Any], graph: _Graph, rate: float) -> dict[
 
 def run_setting(name: str, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     """One fresh node process with the setting's parameters: warm-up, measured stream, report."""
+    from fusion_perception.ros.process import stop_process
+
     params = {"model_file_path": args.model, **_bench_overrides(args.timing), **SETTINGS[name]}
     cmd = [sys.executable, "-m", "fusion_perception.ros.node", "--ros-args", "--params-file", str(CONFIG),
            "-r", "__node:=fusion_perception", *_ros_args(params)]
@@ -252,11 +254,7 @@ def run_setting(name: str, args: argparse.Namespace, log_dir: Path) -> dict[str,
             return _report(name, run, graph, args.rate)
         finally:
             graph.close()
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(10)
-            except subprocess.TimeoutExpired:
-                node.kill()
+            stop_process(node)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -319,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         result["settings"].append(run_setting(name, args, log_dir))
     result["load_avg_at_end"] = os.getloadavg()
     print_table(result["settings"])
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

@@ -17,7 +17,6 @@ so a shared machine's load hits them alike; compare ratios. Prints a table and w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import write_result
 from bench_runtime import time_models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     result["timing"] = time_models(models, args.threads, args.timing_iterations, warmup=5)
     result["load_avg_at_end"] = os.getloadavg()
     print_table(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    print(f"wrote {args.json}")
+    write_result(args.json, result, default=float)
     return 0
 
 

@@ -15,11 +15,9 @@ and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,6 +89,7 @@ def bench_graph(model: Path, threads: int, pairs: int, rate: float, infer_p50_ms
     from rclpy.executors import SingleThreadedExecutor
 
     from fusion_perception.ros.probe import OutputCollector, PairPublisher, sample_pairs, spin_until
+    from fusion_perception.ros.process import stop_process
 
     cmd = [sys.executable, "-m", "fusion_perception.ros.node", "--ros-args",
            "-r", "__node:=fusion_perception", "-p", f"model_file_path:={model}", "-p", f"threads:={threads}",
@@ -143,11 +143,7 @@ def bench_graph(model: Path, threads: int, pairs: int, rate: float, infer_p50_ms
         pub.destroy_node()
         col.destroy_node()
         rclpy.try_shutdown()
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_process(node)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,9 +189,7 @@ def main(argv: list[str] | None = None) -> int:
               f"node overhead over infer p50 {graph['node_overhead_over_infer_p50_ms']:.1f} ms "
               f"(excl. DDS {graph['node_overhead_over_infer_excl_dds_p50_ms']:.1f} ms); "
               f"drops {graph['drops']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

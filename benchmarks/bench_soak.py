@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -207,18 +206,9 @@ class Probe:
         rclpy.try_shutdown()
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Start camera and node, sample for ``args.duration`` seconds, return the raw record."""
+    from fusion_perception.ros.process import stop_process
     from fusion_perception.ros.transport import configure_dds_transport
 
     transport = configure_dds_transport()
@@ -304,9 +294,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         }
     finally:
         if camera is not None:
-            _stop(camera)
+            stop_process(camera, 15.0)
         probe.close()
-        _stop(node)
+        stop_process(node, 15.0)
         node_log.close()
         cam_log.close()
 

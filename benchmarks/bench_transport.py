@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _report import write_result
+
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS: dict[str, dict[str, str]] = {
     "default": {},
@@ -159,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"visible p50 {r['latency_ms_p50']['visible']} ms", flush=True)
     result = {"pairs": args.pairs, "rate_hz": args.rate, "qos": args.qos, "cpu_count": os.cpu_count(),
               "load_avg": os.getloadavg(), "rows": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

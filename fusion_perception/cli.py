@@ -6,10 +6,14 @@ so ``demo`` and ``bag`` never import torch and start fast.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
+from collections.abc import Callable, Mapping
 
-__all__ = ["COMMANDS", "main"]
+from .errors import FusionPerceptionError
+
+__all__ = ["COMMANDS", "main", "run_action"]
 
 #: name -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,6 +35,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fetch, convert and run the NanoDet-g teacher (labels for training)",
     ),
 }
+
+
+def run_action(
+    prog: str, actions: Mapping[str, Callable[[argparse.Namespace], int]], args: argparse.Namespace
+) -> int:
+    """Run ``actions[args.action](args)`` and return its exit status.
+
+    An error the package raises on purpose (or a ValueError) becomes one ``PROG ACTION: error: ...``
+    line on stderr and exit status 1. Shared so that every command with actions (``bag``,
+    ``teacher``) reports a failure in the same words and with the same status.
+    """
+    try:
+        return actions[args.action](args)
+    except (FusionPerceptionError, ValueError) as err:
+        print(f"{prog} {args.action}: error: {err}", file=sys.stderr)
+        return 1
 
 
 def _usage() -> str:

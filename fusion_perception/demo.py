@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -155,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import SingleThreadedExecutor
 
     from .ros.probe import OutputCollector, PairPublisher, sample_pairs, spin_until
+    from .ros.process import stop_process
 
     samples = list(sample_pairs())
     count = args.pairs or len(samples)
@@ -208,12 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         pub.destroy_node()
         col.destroy_node()
         rclpy.try_shutdown()
-        if node.poll() is None:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(10)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        stop_process(node)
 
 
 if __name__ == "__main__":

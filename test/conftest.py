@@ -7,6 +7,7 @@ test imports rclpy, so parallel test runs on one machine never hear each other's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Iterator
@@ -70,21 +71,28 @@ def node_command(*ros_args: str) -> list[str]:
     return [sys.executable, "-c", launcher, "--ros-args", *ros_args]
 
 
-class NodeProcess:
-    """The real node in a subprocess (its own GIL, like on a robot); log captured to a file."""
+def _param_args(params: dict[str, object]) -> list[str]:
+    """``-p name:=value`` for each ROS parameter; booleans lower-case, as ROS parses them."""
+    args: list[str] = []
+    for key, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        args += ["-p", f"{key}:={text}"]
+    return args
 
-    def __init__(self, log_path: Path, params: dict[str, object], params_file: Path | None = CONFIG,
-                 name: str = "fusion_perception") -> None:
+
+class _LoggedProcess:
+    """A child process whose stdout and stderr go to ``log_path``; stopped as on Ctrl-C.
+
+    The node and the camera stand-in are both started and stopped this way: one place decides
+    how a test's process is ended (SIGINT, then a kill after 10 s) and when its log is closed.
+    """
+
+    def __init__(self, log_path: Path, argv: list[str]) -> None:
         import subprocess
 
-        args: list[str] = ["--params-file", str(params_file)] if params_file else []
-        args += ["-r", f"__node:={name}"]
-        for key, value in params.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            args += ["-p", f"{key}:={text}"]
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(node_command(*args), stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -93,17 +101,22 @@ class NodeProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
-        import signal
+        """SIGINT (a kill after 10 s), close the log; returns the exit status."""
+        from fusion_perception.ros.process import stop_process
 
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self._log.close()
         return self.proc.returncode
+
+
+class NodeProcess(_LoggedProcess):
+    """The real node in a subprocess (its own GIL, like on a robot); log captured to a file."""
+
+    def __init__(self, log_path: Path, params: dict[str, object], params_file: Path | None = CONFIG,
+                 name: str = "fusion_perception") -> None:
+        args: list[str] = ["--params-file", str(params_file)] if params_file else []
+        args += ["-r", f"__node:={name}", *_param_args(params)]
+        super().__init__(log_path, node_command(*args))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +130,38 @@ def ros_context(ros_env: dict[str, str]) -> Iterator[object]:
     context.try_shutdown()
 
 
-class CameraProcess:
+@contextlib.contextmanager
+def spinning(context: object, *nodes: object) -> Iterator[object]:
+    """A single-threaded executor of ``context`` spinning ``nodes``; on exit it shuts down, then each
+    node is destroyed.
+
+    Every test that talks to the node process keeps its own nodes on such an executor; one place
+    owns their set-up and teardown so that no test can leave a node or an executor behind.
+    """
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor(context=context)
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        yield executor
+    finally:
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+
+
+@contextlib.contextmanager
+def client_node(context: object, name: str) -> Iterator[tuple[object, object]]:
+    """A plain node named ``name`` and its executor: the client side of service calls and topic checks."""
+    from rclpy.node import Node
+
+    node = Node(name, context=context)
+    with spinning(context, node) as executor:
+        yield node, executor
+
+
+class CameraProcess(_LoggedProcess):
     """The camera stand-in (``python -m fusion_perception.ros.camera``) in its own process.
 
     ``params`` are its ROS parameters (rate_hz, count, qos, ir_enabled, ...); ``stamps`` is the JSON
@@ -125,19 +169,13 @@ class CameraProcess:
     """
 
     def __init__(self, log_path: Path, params: dict[str, object], name: str = "camera_pair") -> None:
-        import subprocess
         import sys
 
         self.stamps = log_path.with_suffix(".stamps.json")
-        args = ["--ros-args", "-r", f"__node:={name}", "-p", f"stamps_file:={self.stamps}"]
-        for key, value in params.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            args += ["-p", f"{key}:={text}"]
         self.name = name
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "fusion_perception.ros.camera", *args],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        args = ["--ros-args", "-r", f"__node:={name}", "-p", f"stamps_file:={self.stamps}",
+                *_param_args(params)]
+        super().__init__(log_path, [sys.executable, "-m", "fusion_perception.ros.camera", *args])
 
     def wait(self, timeout_s: float) -> int:
         rc = self.proc.wait(timeout_s)
@@ -148,18 +186,6 @@ class CameraProcess:
         import json
 
         return json.loads(self.stamps.read_text())
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
 
 
 def set_remote_params(node: object, executor: object, target: str, timeout_s: float = 20.0,

@@ -115,20 +115,60 @@ def _intake(policy: str) -> FrameIntake[int]:
 
 def test_degrade_processes_the_live_camera_alone_and_recovers_to_pairs() -> None:
     intake = _intake("degrade")
+    assert intake.wait_s == pytest.approx(0.015)  # the pairing window
     jobs = [j for i in range(10) for j in intake.push("visible", i * 100 * MS, i, 0.1 * i)]
     assert jobs == []  # streaming for less than stale_s: waiting for the IR partner as usual
-    later = intake.push("visible", 20 * 100 * MS, 20, 1.05)  # visible alone for 1 s, IR never seen
+    assert intake.push("visible", 20 * 100 * MS, 20, 1.05) == []  # visible alone for 1 s, IR never seen
+    assert intake.holding and dict(intake.values())["pending_visible"] == "6"  # 5 queued + 1 held
+    assert intake.expire(1.06) == []  # still within the pairing window
+    later = intake.expire(1.07)
     assert [(j.ir, j.visible, j.sources, j.degraded) for j in later] == [(None, 20, "visible", True)]
-    assert intake.single["visible"] == 1
+    assert intake.single["visible"] == 1 and not intake.holding
     intake.push("ir", 21 * 100 * MS, 21, 1.1)  # the IR camera is back: pairing resumes
     (pair,) = intake.push("visible", 21 * 100 * MS, 21, 1.1)
     assert (pair.ir, pair.visible, pair.degraded, pair.sources) == (21, 21, False, "ir+visible")
 
 
+@pytest.mark.parametrize("policy", ["degrade", "drop"])
+def test_a_returning_camera_pairs_with_the_frame_that_waited_for_it(policy: str) -> None:
+    intake = _intake(policy)
+
+    def lone() -> int:  # IR frames that went on alone: processed (degrade) or dropped (drop)
+        return intake.single["ir"] + intake.drops()[("ir", "no_partner")]
+
+    for i in range(20):  # IR alone from t = 1.1 s (until then it waited for a partner as usual)
+        intake.push("ir", i * 100 * MS, i, 0.1 * i)
+        intake.expire(0.1 * i + 0.05)
+    assert lone() == 9
+    # The visible camera returns; its driver publishes a few ms after the IR one, so the IR frame
+    # arrives while visible is still stale. It waits, and the pair is fused.
+    assert intake.push("ir", 20 * 100 * MS, 20, 2.0) == [] and intake.holding
+    (pair,) = intake.push("visible", 20 * 100 * MS + 2 * MS, 20, 2.004)
+    assert (pair.ir, pair.visible, pair.degraded) == (20, 20, False)
+    assert lone() == 9 and not intake.holding
+    assert intake.drops()[("visible", "unpaired")] == 0
+    assert intake.drops()[("ir", "unpaired")] + intake.drops()[("ir", "overflow")] == 11  # queued at 0-1 s
+    values = dict(intake.values())
+    assert values["paired"] == "1" and values["pending_ir"] == values["pending_visible"] == "0"
+
+
+def test_a_lone_frame_goes_on_when_its_partner_is_out_of_the_window_or_its_successor_comes() -> None:
+    intake = _intake("degrade")
+    for i in range(12):  # IR streams; alone from t = 1.1 s
+        intake.push("ir", i * 100 * MS, i, 0.1 * i)
+    assert intake.holding and intake.single["ir"] == 0
+    (lone,) = intake.push("ir", 12 * 100 * MS, 12, 1.2)  # the timer was late: the successor releases it
+    assert (lone.ir, lone.visible) == (11, None) and intake.holding
+    (lone,) = intake.push("visible", 12 * 100 * MS + 40 * MS, 12, 1.24)  # 40 ms off: not its partner
+    assert (lone.ir, lone.visible) == (12, None) and not intake.holding
+    assert intake.single["ir"] == 2 and dict(intake.values())["pending_visible"] == "1"
+
+
 def test_drop_policy_counts_every_frame_it_does_not_process() -> None:
     intake = _intake("drop")
-    for i in range(25):  # 2.5 s of IR alone: from 1 s on, nothing waits for a visible partner
+    for i in range(25):  # 2.5 s of IR alone: after 1 s, no frame waits longer than the pairing window
         assert intake.push("ir", i * 100 * MS, i, 0.1 * i) == []
+    assert intake.expire(2.5) == []
     assert intake.drops()[("ir", "no_partner")] == 14  # t = 1.1 .. 2.4 s
     assert intake.pairer.pending("ir") == 5 and intake.drops()[("ir", "overflow")] == 6  # t = 0 .. 1.0 s
 

@@ -48,8 +48,11 @@ def _int(values: dict[str, str], key: str) -> int:
     return int(values.get(key, 0))
 
 
-def _ledger(values: dict[str, str], sent: dict[str, list[int]], outputs_seen: int) -> dict[str, object]:
-    """Every identity the node's counters must satisfy once the stream has ended (0 = holds)."""
+def frame_ledger(values: dict[str, str], sent: dict[str, list[int]], outputs_seen: int) -> dict[str, object]:
+    """Every identity the node's counters must satisfy once the stream has ended (0 = holds).
+
+    Also used by test_node_degrade.py, which checks the same identities across a camera outage.
+    """
     drops = {k: int(v) for k, v in values.items() if k.startswith("dropped_")}
     out: dict[str, object] = {}
     for s in STREAMS:
@@ -86,11 +89,11 @@ def test_every_pair_from_a_30hz_camera_process_is_an_output_or_a_counted_drop(gr
 
     def balanced() -> bool:
         values = col.latest_values()
-        return bool(values) and not any(_ledger(values, sent, outputs_seen()).values())
+        return bool(values) and not any(frame_ledger(values, sent, outputs_seen()).values())
 
     spin_until(executor, balanced, 20.0)  # the last outputs, and lost frames settle one period late
     values = col.latest_values()
-    ledger = _ledger(values, sent, outputs_seen())
+    ledger = frame_ledger(values, sent, outputs_seen())
     report = {k: v for k, v in values.items() if k.startswith(("received_", "dropped_", "paired", "alone_",
                                                                 "pending_", "outputs"))}
     assert not any(ledger.values()), f"unaccounted: {ledger}\ncounters: {report}\n{node.log()[-2000:]}"

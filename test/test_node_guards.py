@@ -26,15 +26,10 @@ LIMIT = 400_000  # pixels: 640x480 (307 200) passes, 800x600 (480 000) does not
 
 @pytest.fixture
 def client(ros_context) -> Iterator[tuple[object, object]]:
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
+    from conftest import client_node
 
-    node = Node("guards_client", context=ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
+    with client_node(ros_context, "guards_client") as pair:
+        yield pair
 
 
 def _statuses(client, name: str, seen: list) -> object:

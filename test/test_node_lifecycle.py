@@ -17,15 +17,10 @@ pytestmark = pytest.mark.ros
 @pytest.fixture(scope="module")
 def client(ros_context) -> Iterator[tuple[object, object]]:
     """A plain test node and its executor, for service calls and topic checks."""
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
+    from conftest import client_node
 
-    node = Node("lifecycle_test_client", context=ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
+    with client_node(ros_context, "lifecycle_test_client") as pair:
+        yield pair
 
 
 def _call(client, srv_type, name: str, request, timeout_s: float = 20.0):

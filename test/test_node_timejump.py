@@ -30,8 +30,7 @@ def _backward_steps(stamps: list[int]) -> int:
 
 
 def test_looped_bag_keeps_giving_outputs(ros_context, model_path: Path, tmp_path: Path) -> None:
-    from conftest import NodeProcess
-    from rclpy.executors import SingleThreadedExecutor
+    from conftest import NodeProcess, spinning
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from vision_msgs.msg import Detection2DArray
@@ -49,28 +48,26 @@ def test_looped_bag_keeps_giving_outputs(ros_context, model_path: Path, tmp_path
     listener.create_subscription(Detection2DArray, "detections",
                                  lambda m: stamps.append(stamp_to_ns(m.header.stamp)),
                                  QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-    executor = SingleThreadedExecutor(context=ros_context)
-    for n in (col, listener):
-        executor.add_node(n)
     player = None
     try:
-        assert spin_until(executor, lambda: len(col.label_info) == 2, 60.0), node.log()[-3000:]
-        player = subprocess.Popen(
-            [sys.executable, "-m", "fusion_perception.cli", "bag", "play", str(bag), "--loop",
-             "--wait-for-subscribers", "60", "--settle", "1.0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        three_passes = lambda: _backward_steps(stamps) >= 2 and stamps[-1] != max(stamps)  # noqa: E731
-        done = spin_until(executor, three_passes, 90.0)
-        assert done, f"outputs {len(stamps)}, backward steps {_backward_steps(stamps)}\n{node.log()[-2000:]}"
-        resets = lambda: int(col.latest_values().get("stamp_resets", 0)) >= 2  # noqa: E731
-        assert spin_until(executor, resets, 10.0), col.latest_values()
-        assert "pairing restarts" in node.log()
-        assert int(col.latest_values().get("dropped_visible_out_of_order", 0)) == 0
+        with spinning(ros_context, col, listener) as executor:
+            try:
+                assert spin_until(executor, lambda: len(col.label_info) == 2, 60.0), node.log()[-3000:]
+                player = subprocess.Popen(
+                    [sys.executable, "-m", "fusion_perception.cli", "bag", "play", str(bag), "--loop",
+                     "--wait-for-subscribers", "60", "--settle", "1.0"],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                three_passes = lambda: _backward_steps(stamps) >= 2 and stamps[-1] != max(stamps)  # noqa: E731
+                done = spin_until(executor, three_passes, 90.0)
+                assert done, (f"outputs {len(stamps)}, backward steps {_backward_steps(stamps)}\n"
+                              f"{node.log()[-2000:]}")
+                resets = lambda: int(col.latest_values().get("stamp_resets", 0)) >= 2  # noqa: E731
+                assert spin_until(executor, resets, 10.0), col.latest_values()
+                assert "pairing restarts" in node.log()
+                assert int(col.latest_values().get("dropped_visible_out_of_order", 0)) == 0
+            finally:
+                if player is not None:
+                    player.send_signal(signal.SIGINT)
+                    player.wait(15)
     finally:
-        if player is not None:
-            player.send_signal(signal.SIGINT)
-            player.wait(15)
-        executor.shutdown()
-        for n in (col, listener):
-            n.destroy_node()
         node.stop()

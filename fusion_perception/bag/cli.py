@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from ..cli import run_action
 from ..errors import FusionPerceptionError
 
 __all__ = ["main"]
@@ -194,11 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_evaluate(sub)
     _add_play(sub)
     args = parser.parse_args(argv)
-    action = {"make": _make, "evaluate": _evaluate, "play": _play}[args.action]
     try:
-        return action(args)
-    except (FusionPerceptionError, ValueError) as err:
-        print(f"fusion-perception bag {args.action}: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+        return run_action(parser.prog, {"make": _make, "evaluate": _evaluate, "play": _play}, args)
+    except KeyboardInterrupt:  # Ctrl-C ends ``play --loop``: the shell's status for SIGINT, no traceback
         return 130

@@ -10,6 +10,14 @@ from its subscription callbacks (one executor thread) and submits the returned j
   as both sources, see :func:`single_camera_inputs`); with ``drop`` it is dropped as
   ``no_partner``. Either way the frame is counted, never left to overflow a queue. The first
   usable frame of the silent camera ends it: pairing resumes with the next frames.
+* Before a frame of the live camera goes on alone it is held for the pairing window (the
+  pairer's slop, as wall-clock seconds): a returning camera's first frame arrives while that
+  camera still counts as stale, a few milliseconds after its partner (the driver of the first
+  camera published first), and without the wait the partner was published alone and the
+  returning frame left over, dropped as ``unpaired``. Held, the two are paired as usual. A held
+  frame goes on alone when the node's timer calls :meth:`FrameIntake.expire` after the window,
+  when its own camera's next frame comes first, or when the other camera's frame is not within
+  the window; until then it counts as pending.
 """
 
 from __future__ import annotations
@@ -74,6 +82,16 @@ def single_camera_inputs(
     return ir, np.ascontiguousarray(grey)
 
 
+@dataclass(frozen=True)
+class _Held(Generic[T]):
+    """A frame of a camera whose partner is stale, waiting the pairing window before it goes on alone."""
+
+    stream: Stream
+    stamp_ns: int
+    frame: T
+    since: float  # monotonic seconds at receipt
+
+
 class FrameIntake(Generic[T]):
     """Pairing plus the single-camera policy for one activation of the node.
 
@@ -90,23 +108,59 @@ class FrameIntake(Generic[T]):
         self.pairer = pairer
         self.policy = policy
         self.watch = CameraWatch(now, stale_s)
+        self.wait_s = pairer.slop_ns / 1e9  # how long a lone frame waits for its partner
         self.single: Counter[str] = Counter()  # frames processed alone, per stream
         self._no_partner: Counter[str] = Counter()
+        self._held: _Held[T] | None = None
+
+    @property
+    def holding(self) -> bool:
+        """True while a frame waits for its partner before going on alone (see :meth:`expire`)."""
+        return self._held is not None
 
     def push(self, stream: Stream, stamp_ns: int, frame: T, now: float) -> list[Job[T]]:
         """One usable frame of ``stream``; returns the jobs it completes (zero, one, rarely more)."""
+        jobs = self._settle_held(stream, stamp_ns)
         self.watch.heard(stream, now)
         if not self.watch.alone(stream, now):
-            return [Job.of(pair) for pair in self.pairer.push(stream, stamp_ns, frame)]
-        if self.policy == "drop":
-            self._no_partner[stream] += 1
+            return jobs + [Job.of(pair) for pair in self.pairer.push(stream, stamp_ns, frame)]
+        self._held = _Held(stream, stamp_ns, frame, now)
+        return jobs
+
+    def expire(self, now: float) -> list[Job[T]]:
+        """Send the held frame on alone once it has waited ``wait_s`` (monotonic ``now``) in vain."""
+        held = self._held
+        if held is None or now - held.since < self.wait_s:
             return []
-        self.single[stream] += 1
-        return [Job(frame, None) if stream == "ir" else Job(None, frame)]
+        self._held = None
+        return self._alone(held)
+
+    def _settle_held(self, stream: Stream, stamp_ns: int) -> list[Job[T]]:
+        """Decide the held frame's fate on a new frame of ``stream`` stamped ``stamp_ns``.
+
+        Its partner (the other camera, within the pairing window): both go through the pairer, so
+        the returning pair is fused and counted as usual. Anything else means the partner did not
+        come in time: the held frame goes on alone.
+        """
+        held, self._held = self._held, None
+        if held is None:
+            return []
+        if held.stream != stream and abs(stamp_ns - held.stamp_ns) <= self.pairer.slop_ns:
+            return [Job.of(pair) for pair in self.pairer.push(held.stream, held.stamp_ns, held.frame)]
+        return self._alone(held)
+
+    def _alone(self, held: _Held[T]) -> list[Job[T]]:
+        """The policy for a frame without a partner: a single-camera job, or a ``no_partner`` drop."""
+        if self.policy == "drop":
+            self._no_partner[held.stream] += 1
+            return []
+        self.single[held.stream] += 1
+        return [Job(held.frame, None) if held.stream == "ir" else Job(None, held.frame)]
 
     def values(self) -> list[tuple[str, str]]:
         """Key/values for /diagnostics: pairing (see ``pairing_values``), queued and lone frames."""
-        pending = {s: self.pairer.pending(s) for s in STREAMS}
+        held = self._held.stream if self._held is not None else None
+        pending = {s: self.pairer.pending(s) + int(s == held) for s in STREAMS}
         alone = [(f"alone_{s}", str(self.single[s])) for s in STREAMS]
         return [*pairing_values(self.pairer.stats, pending), *alone]
 

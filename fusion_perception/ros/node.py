@@ -8,8 +8,10 @@ configures and activates itself, so a plain start just works.
 
 Threads: subscription callbacks (:mod:`.camera_inputs`) count, guard and decode frames on the
 executor thread, and the intake (:mod:`.intake`) pairs them, or passes one camera's frames on alone
-while the other is silent; each job goes to a one-slot worker (see :mod:`.worker`) that runs the
-pipeline and publishes. Every frame ends as an output or in a ``dropped_<stream>_<reason>`` counter.
+while the other is silent (each after waiting the pairing window for a returning partner, timed by
+a steady-clock timer on the same thread); each job goes to a one-slot worker (see :mod:`.worker`)
+that runs the pipeline and publishes. Every frame ends as an output or in a
+``dropped_<stream>_<reason>`` counter.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.timer import Timer
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -103,6 +107,7 @@ class FusionPerceptionNode(LifecycleNode):
         self._single_pipeline: Pipeline | None = None  # one camera alone: no homography (see intake)
         self._intake: FrameIntake[Frame] | None = None
         self._intake_seen: dict[tuple[str, str], int] = {}
+        self._hold_timer: Timer | None = None  # ends the intake's wait for a lone frame's partner
         self._inputs: CameraInputs | None = None
         self._worker: LatestWorker[Job[Frame]] | None = None
         self._publisher: HandoffStage[Callable[[], None]] | None = None  # publish_thread
@@ -224,6 +229,9 @@ class FusionPerceptionNode(LifecycleNode):
         pairer: StampPairer[Frame] = StampPairer(s.slop_ns, s.queue_size, jump_reset_ns=s.jump_reset_ns)
         self._intake = FrameIntake(pairer, s.stale_input_s, s.camera_loss_policy, time.monotonic())
         self._intake_seen = {}
+        # Steady clock: the wait is wall time after receipt, also when the node runs on sim time.
+        self._hold_timer = self.create_timer(self._intake.wait_s, self._on_hold_timeout,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME), autostart=False)
         self._worker = LatestWorker(self._process_job, self._on_worker_error)
         if s.publish_thread:
             self._publisher = HandoffStage(lambda publish: publish(), self._on_worker_error)
@@ -258,6 +266,9 @@ class FusionPerceptionNode(LifecycleNode):
         if self._inputs is not None:
             self._inputs.destroy()
             self._inputs = None
+        if self._hold_timer is not None:
+            self.destroy_timer(self._hold_timer)
+            self._hold_timer = None
         self._intake = None
         if self._worker is not None:
             self._worker.stop()
@@ -288,10 +299,25 @@ class FusionPerceptionNode(LifecycleNode):
                 f"{stream} stamp went back in time by more than time_jump_reset_s = "
                 f"{self._settings.jump_reset_ns / 1e9:g} s (bag loop or simulation reset): pairing restarts "
                 f"at {stamp / 1e9:.3f} s ({intake.pairer.stats.resets} reset(s) so far)")
+        self._dispatch(intake, worker, jobs)
+
+    def _on_hold_timeout(self) -> None:
+        """The held lone frame waited the pairing window for its partner in vain (executor thread)."""
+        intake, worker = self._intake, self._worker
+        if intake is not None and worker is not None:
+            self._dispatch(intake, worker, intake.expire(time.monotonic()))
+
+    def _dispatch(self, intake: FrameIntake[Frame], worker: LatestWorker[Job[Frame]],
+                  jobs: list[Job[Frame]]) -> None:
+        """Fold the intake's drops, submit ``jobs``, and time the wait of a frame the intake now holds."""
         self.stats.fold(intake.drops(), self._intake_seen)
         for job in jobs:
             if worker.submit(job):
                 self.stats.drop("pair", "busy", "inference slower than the cameras; kept the newest pair")
+        if intake.holding:
+            self._hold_timer.reset()  # a frame newly held: its wait starts now
+        else:
+            self._hold_timer.cancel()
 
     def _process_job(self, job: Job[Frame]) -> None:
         """Run the pipeline on one job and publish every output (worker thread).

@@ -13,12 +13,16 @@ Three things a robot user runs into before the node ever sees a frame:
   from its per-thread heaps, which grow with every burst and are not given back.
   :func:`return_large_buffers_to_the_os` pins the mmap threshold so those buffers are mapped and
   unmapped on their own (measured in benchmarks/bench_soak.py; docs/ROBOT.md).
+
+Stopping such a process from outside (the demo, the benchmarks, the tests) is :func:`stop_process`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +30,13 @@ from pathlib import Path
 import yaml
 from rclpy.executors import Executor
 
-__all__ = ["params_file_error", "params_files", "return_large_buffers_to_the_os", "spin_until_finished"]
+__all__ = [
+    "params_file_error",
+    "params_files",
+    "return_large_buffers_to_the_os",
+    "spin_until_finished",
+    "stop_process",
+]
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
 
@@ -76,6 +86,23 @@ def spin_until_finished(executor: Executor, finished: Callable[[], bool], grace_
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """Ctrl-C ``proc`` (SIGINT) and wait up to ``timeout_s``; kill it if it is still running then.
+
+    SIGINT, not SIGTERM: the node and the camera stand-in shut rclpy down on it as on a terminal's
+    Ctrl-C, so their logs and files (camera stamps) are complete. The kill is the last resort for a
+    process stuck in shutdown; it is reaped at once so no zombie outlives the caller.
+    """
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def return_large_buffers_to_the_os(threshold: int = 128 * 1024) -> bool:

@@ -11,27 +11,35 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 __all__ = ["HandoffStage", "LatestWorker"]
 
 T = TypeVar("T")
 
 
-class LatestWorker(Generic[T]):
-    """Runs ``process(item)`` on a background thread for the newest submitted item.
+class _SlotThread(Generic[T]):
+    """One background thread taking items from a one-item slot and running ``process`` on each.
+
+    Why a shared base: :class:`LatestWorker` and :class:`HandoffStage` differ only in how an item
+    enters the slot (replace vs. wait) and what stopping does to a waiting item (``discard_on_stop``:
+    discard vs. finish); the thread, the lock, the busy flag, stopping and the error reporting are
+    the same, so they live here once.
 
     Args:
         process: called with each item taken from the slot; exceptions are passed to ``on_error``.
-        on_error: called with the exception when ``process`` raises; the worker keeps running.
-        name: thread name (shows up in stack dumps).
+        on_error: called with the exception when ``process`` raises; the thread keeps running.
+        name: thread name (shows up in stack dumps); default the subclass's ``thread_name``.
     """
+
+    thread_name: ClassVar[str]
+    discard_on_stop: ClassVar[bool]
 
     def __init__(
         self,
         process: Callable[[T], None],
         on_error: Callable[[BaseException], None],
-        name: str = "inference",
+        name: str | None = None,
     ) -> None:
         self._process = process
         self._on_error = on_error
@@ -39,39 +47,33 @@ class LatestWorker(Generic[T]):
         self._slot: list[T] = []
         self._busy = False
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name or self.thread_name, daemon=True)
         self._thread.start()
 
-    def submit(self, item: T) -> bool:
-        """Put ``item`` in the slot; returns True when it replaced an item not yet started (a drop)."""
-        with self._cond:
-            replaced = bool(self._slot)
-            self._slot[:] = [item]
-            self._cond.notify()
-        return replaced
-
     def idle(self) -> bool:
-        """True when nothing is queued or running."""
+        """True when nothing waits in the slot or runs."""
         with self._cond:
             return not self._slot and not self._busy
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Finish the running item, discard a queued one, and join the thread."""
+        """Finish the running item, discard or finish a waiting one (``discard_on_stop``), join the thread."""
         with self._cond:
             self._stop = True
-            self._slot.clear()
-            self._cond.notify()
+            if self.discard_on_stop:
+                self._slot.clear()
+            self._cond.notify_all()
         self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._slot and not self._stop:
-                    self._cond.wait()
-                if self._stop:
+                self._cond.wait_for(lambda: self._slot or self._stop)
+                # after a stop: end at once (discard_on_stop) or once the waiting item has run
+                if (self._stop and self.discard_on_stop) or not self._slot:
                     return
                 item = self._slot.pop()
                 self._busy = True
+                self._cond.notify_all()  # the slot is free: wakes a producer waiting in HandoffStage.put
             try:
                 self._process(item)
             except Exception as err:  # the node must keep serving; the error is reported, not swallowed
@@ -81,7 +83,25 @@ class LatestWorker(Generic[T]):
                     self._busy = False
 
 
-class HandoffStage(Generic[T]):
+class LatestWorker(_SlotThread[T]):
+    """Runs ``process(item)`` on a background thread for the newest submitted item.
+
+    Arguments as :class:`_SlotThread`; the thread is named ``inference`` unless ``name`` says otherwise.
+    """
+
+    thread_name = "inference"
+    discard_on_stop = True  # only the newest pair matters: a stale one is not worth running at shutdown
+
+    def submit(self, item: T) -> bool:
+        """Put ``item`` in the slot; returns True when it replaced an item not yet started (a drop)."""
+        with self._cond:
+            replaced = bool(self._slot)
+            self._slot[:] = [item]
+            self._cond.notify()
+        return replaced
+
+
+class HandoffStage(_SlotThread[T]):
     """Runs ``process(item)`` on its own thread, one item at a time, in the order handed over.
 
     Why: a worker that publishes its own outputs spends the time converting and sending ~2 MB of
@@ -94,26 +114,11 @@ class HandoffStage(Generic[T]):
     so at most one item waits and one runs: never a queue, and nothing is dropped here (a slow
     publisher slows the worker, whose one-slot policy then drops pairs as ``busy``).
 
-    Args:
-        process: called with each item; exceptions are passed to ``on_error``.
-        on_error: called with the exception when ``process`` raises; the stage keeps running.
-        name: thread name.
+    Arguments as :class:`_SlotThread`; the thread is named ``publish`` unless ``name`` says otherwise.
     """
 
-    def __init__(
-        self,
-        process: Callable[[T], None],
-        on_error: Callable[[BaseException], None],
-        name: str = "publish",
-    ) -> None:
-        self._process = process
-        self._on_error = on_error
-        self._cond = threading.Condition()
-        self._slot: list[T] = []
-        self._busy = False
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+    thread_name = "publish"
+    discard_on_stop = False  # what was handed over is always published
 
     def put(self, item: T, timeout: float | None = None) -> bool:
         """Hand ``item`` over, waiting while the previous one has not been taken; False if stopped
@@ -126,32 +131,3 @@ class HandoffStage(Generic[T]):
             self._slot.append(item)
             self._cond.notify_all()
             return True
-
-    def idle(self) -> bool:
-        """True when nothing waits or runs."""
-        with self._cond:
-            return not self._slot and not self._busy
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Finish what was handed over (waiting and running), then join the thread."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._slot or self._stop)
-                if not self._slot:
-                    return
-                item = self._slot.pop()
-                self._busy = True
-                self._cond.notify_all()
-            try:
-                self._process(item)
-            except Exception as err:  # the node must keep serving; the error is reported, not swallowed
-                self._on_error(err)
-            finally:
-                with self._cond:
-                    self._busy = False

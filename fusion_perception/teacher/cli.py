@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from ..errors import FusionPerceptionError
+from ..cli import run_action
 
 __all__ = ["main"]
 
@@ -85,9 +84,4 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    action = {"fetch": _fetch, "convert": _convert, "label": _label}[args.action]
-    try:
-        return action(args)
-    except (FusionPerceptionError, ValueError) as err:
-        print(f"fusion-perception teacher {args.action}: error: {err}", file=sys.stderr)
-        return 1
+    return run_action(parser.prog, {"fetch": _fetch, "convert": _convert, "label": _label}, args)

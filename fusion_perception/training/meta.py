@@ -111,6 +111,23 @@ def _grads(
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
 
 
+def _apply_grads(
+    params: Sequence[Tensor], grads: list[Tensor], opt: torch.optim.Optimizer, sync: SyncFn | None
+) -> None:
+    """Hand ``grads`` to ``sync`` (e.g. all-reduce under DDP), set them as ``.grad``, take one ``opt`` step.
+
+    G's meta step and R's step both get their gradients as lists from ``torch.autograd.grad`` rather
+    than ``.backward()``; this is the one place such a list reaches an optimizer, so both steps sync
+    and apply it the same way.
+    """
+    if sync is not None:
+        sync(grads)
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def virtual_step(
     params: Mapping[str, Tensor], loss: Tensor, lr: float, *, create_graph: bool
 ) -> dict[str, Tensor]:
@@ -392,12 +409,7 @@ class MetaLossScheme:
             probe_loss=lambda fused: learned_fusion_loss(fused, a, b, weights, weighted_only)[0],
         )
         grads = result.grads
-        if sync is not None:
-            sync(grads)
-        for p, g in zip(phi, grads, strict=True):
-            p.grad = g
-        self.opt_loss.step()
-        self.opt_loss.zero_grad(set_to_none=True)
+        _apply_grads(phi, grads, self.opt_loss, sync)
         self.meta_steps += 1
         return {
             "meta_inner": result.inner,
@@ -428,13 +440,7 @@ class MetaLossScheme:
             raise RuntimeError("reconstruction_step belongs to the refusion scheme")
         loss = self.reconstruction_objective(fused.detach(), batch)
         params = list(self.recon.parameters())
-        grads = _grads(loss, params)
-        if sync is not None:
-            sync(grads)
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g
-        self.opt_recon.step()
-        self.opt_recon.zero_grad(set_to_none=True)
+        _apply_grads(params, _grads(loss, params), self.opt_recon, sync)
         return {"recon": float(loss.detach())}
 
     # ------------------------------------------------------------------ inspection
