@@ -109,7 +109,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               read_only=False, value_range=(0.0, 65535.0)),
     ParamSpec("homography", (), "row-major 3x3 IR->visible pixel homography (9 doubles); "
               "unset or empty = cameras co-aligned", read_only=False),
-    ParamSpec("score_threshold", 0.4, "minimum detection score (best F1 on MSRS val)",
+    ParamSpec("score_threshold", 0.45, "minimum detection score (best F1 on MSRS val)",
               read_only=False, value_range=(0.0, 1.0)),
     ParamSpec("iou_threshold", 0.5, "NMS IoU threshold", read_only=False, value_range=(0.0, 1.0)),
     ParamSpec("max_detections", 100, "most detections per frame", read_only=False, value_range=(1, 10000)),

@@ -35,7 +35,7 @@ class PipelineConfig:
     """
 
     preprocess: PreprocessConfig = field(default_factory=lambda: PreprocessConfig(network_size=None))
-    score_threshold: float = 0.4
+    score_threshold: float = 0.45
     iou_threshold: float = 0.5
     max_detections: int = 100
     overlay_alpha: float = 0.5
