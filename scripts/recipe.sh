@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The default model's training recipe, sized for two CPU cores (docs/RESULTS.md has the wall times).
 #
-#   scripts/recipe.sh OUT_ROOT [PHASE ...]      phases: fusion tasks bilevel baselines export (default: all)
+#   scripts/recipe.sh OUT_ROOT [PHASE ...]
+#       phases: fusion tasks bilevel tasks2 bilevel2 baselines export (default: all, in that order)
 #
 # Phases (each a `fusion-perception train` run over config/train_bilevel.yaml with overrides):
 #   fusion    the fusion net alone on the plain fusion loss L_f, 256x224 crops.
@@ -10,14 +11,17 @@
 #             teacher-labelled RoadScene / TNO / LLVIP folders (distillation, data/teacher_labels).
 #   bilevel   bi-level dual-task fine-tuning of both: the fusion net takes hypergradient steps from the
 #             segmentation and detection modules, evaluated on the held-out pairs.
-#   baselines the tasks phase on IR-only and visible-only input (same budget): the fair comparison.
+#   tasks2, bilevel2  a second round of the two (lower level on the new fused images, then upper):
+#             the shipped model is bilevel2 (docs/RESULTS.md has what each round gained).
+#   baselines the task net on IR-only and visible-only input for as many task-net steps as the two
+#             tasks phases together (900 + 1500): the fair comparison.
 #   export    ONNX of the final model + evaluation on MSRS val.
 # Environment: DEVICE (cpu|cuda, default cpu), SCALE (multiplies every phase's steps, default 1).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:?usage: scripts/recipe.sh OUT_ROOT [PHASE ...]}
 shift
-PHASES=${*:-fusion tasks bilevel baselines export}
+PHASES=${*:-fusion tasks bilevel tasks2 bilevel2 baselines export}
 DEVICE=${DEVICE:-cpu}
 SCALE=${SCALE:-1}
 FP=${FP:-"$ROOT/.venv/bin/fusion-perception"}
@@ -35,25 +39,28 @@ DATA=$(dirname "$MSRS")
 # Distillation: teacher (NanoDet-g) boxes on the folders without human labels, scores as box weights.
 PSEUDO="[$DATA/roadscene=$ROOT/data/teacher_labels/roadscene.json,$DATA/tno=$ROOT/data/teacher_labels/tno.json,\
 $DATA/llvip_samples/train=$ROOT/data/teacher_labels/llvip_samples_train.json]"
-TASKS=(--set scheme=plain --set init_from="$OUT/fusion/last.pt" --set steps="$(steps 1500)" --set lower_lr=0.001
-       --set data.pseudo_labelled="$PSEUDO" "${WHOLE[@]}")
+TASKS=(--set scheme=plain --set lower_lr=0.001 --set data.pseudo_labelled="$PSEUDO" "${WHOLE[@]}")
+BILEVEL=(--set scheme=bilevel --set upper_every=2 --set warmup_steps=0 --set fusion_lr=0.0002 --set lower_lr=0.0003
+         --set data.crop_width=320 --set data.crop_height=256 --set data.batch_size=4)
 mkdir -p "$OUT"
 for phase in $PHASES; do
   case $phase in
     fusion) train fusion --set scheme=plain --set train_tasks=false --set upper_every=1 --set steps="$(steps 600)" \
               --set data.crop_width=256 --set data.crop_height=224 --set data.batch_size=4 --set ema_decay=0.0 ;;
-    tasks) train tasks --set freeze_fusion=true "${TASKS[@]}" ;;
-    bilevel) train bilevel --set scheme=bilevel --set init_from="$OUT/tasks/last.pt" \
-              --set steps="$(steps 400)" --set upper_every=2 --set warmup_steps=0 --set fusion_lr=0.0002 \
-              --set lower_lr=0.0003 --set data.crop_width=320 --set data.crop_height=256 --set data.batch_size=4 ;;
+    tasks) train tasks --set freeze_fusion=true --set init_from="$OUT/fusion/last.pt" --set steps="$(steps 900)" \
+             "${TASKS[@]}" ;;
+    bilevel) train bilevel --set init_from="$OUT/tasks/last.pt" --set steps="$(steps 240)" "${BILEVEL[@]}" ;;
+    tasks2) train tasks2 --set freeze_fusion=true --set init_from="$OUT/bilevel/last.pt" --set steps="$(steps 1500)" \
+              "${TASKS[@]}" ;;
+    bilevel2) train bilevel2 --set init_from="$OUT/tasks2/last.pt" --set steps="$(steps 400)" "${BILEVEL[@]}" ;;
     baselines)
       for modality in ir visible; do
-        train "tasks_$modality" --set input_modality="$modality" "${TASKS[@]}"
+        train "tasks_$modality" --set input_modality="$modality" --set steps="$(steps 2400)" "${TASKS[@]}"
       done ;;
     export)
-      "$FP" export "$OUT/bilevel/last.pt" --out-dir "$OUT/model"
-      "$FP" evaluate "$MSRS" --split val --checkpoint "$OUT/bilevel/last.pt" --json "$OUT/val.json" \
+      "$FP" export "$OUT/bilevel2/last.pt" --out-dir "$OUT/model"
+      "$FP" evaluate "$MSRS" --split val --checkpoint "$OUT/bilevel2/last.pt" --json "$OUT/val.json" \
         --baseline ir="$OUT/tasks_ir/last.pt" --baseline visible="$OUT/tasks_visible/last.pt" ;;
-    *) echo "unknown phase $phase (fusion tasks bilevel baselines export)" >&2; exit 2 ;;
+    *) echo "unknown phase $phase (fusion tasks bilevel tasks2 bilevel2 baselines export)" >&2; exit 2 ;;
   esac
 done
