@@ -27,3 +27,8 @@ done
 for folder in roadscene tno; do
   "$FP" evaluate "$DATA/$folder" --fusion-only --checkpoint "$OUT/refusion/last.pt" --json "$OUT/refusion/$folder.json"
 done
+# The discriminator ablation (docs/RESULTS.md, "The discriminator in the bi-level step"): bi-level with
+# the discriminator's hypergradient in the upper step, same budget.
+"$FP" train --config "$ROOT/config/train_bilevel.yaml" "${COMMON[@]}" --set out_dir="$OUT/bilevel_disc" \
+  --set "bilevel_modules=[seg,det,disc]"
+"$FP" evaluate "$DATA/msrs" --split val --checkpoint "$OUT/bilevel_disc/last.pt" --judge --json "$OUT/bilevel_disc/val.json"
