@@ -12,21 +12,23 @@ runs around the pipeline; and, separately, each fusion metric on real pairs. Wri
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
+from _report import write_result
+
 from fusion_perception.bag.make import MakeOptions, make_bag
 from fusion_perception.bag.messages import image_from_msg
 from fusion_perception.bag.reader import BagImages
+from fusion_perception.data_root import dataset_path
 from fusion_perception.metrics.fusion import FUSION_METRICS, fusion_metrics
 from fusion_perception.pairing import StampPairer
 from fusion_perception.ros.params import settings_from_values
 
-MSRS = Path("/work/shared/datasets/msrs")
+MSRS = dataset_path("msrs")  # $FUSION_PERCEPTION_DATA/msrs, default ../shared/datasets/msrs
 RESULTS = Path(__file__).resolve().parent / "results" / "bag_cpu.json"
 
 
@@ -91,8 +93,7 @@ def main() -> None:
         },
         "metrics_ms_per_pair": metric_costs(args.metric_pairs),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(
         f"read + pair + decode ({args.storage}, {pairs} pairs): "
         f"{result['read_pair_decode']['pairs_per_s']:.0f} "

@@ -25,12 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _report import portable
 
+from fusion_perception.data_root import dataset_path
 from fusion_perception.export.engine_build import calibration_batches
 from fusion_perception.image_pairs import find_pairs
 from fusion_perception.runtime.backend import Backend
 
-MSRS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msrs"
+MSRS = dataset_path("msrs")  # $FUSION_PERCEPTION_DATA/msrs, default ../shared/datasets/msrs
 SIZE = (640, 480)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "fusion_perception" / "assets" / "default.pt"
 
@@ -75,8 +77,8 @@ def configurations(
     device: str, checkpoint: Path, onnx: Path, threads: int, work: Path
 ) -> list[tuple[str, Callable[[], Backend]]]:
     """(label, factory) for each backend to measure on ``device``."""
-    from fusion_perception.runtime.backends import create_backend
-    from fusion_perception.runtime.torch_backend import TorchBackend
+    from fusion_perception.backend_factory import create_backend
+    from fusion_perception.models.torch_backend import TorchBackend
 
     configs: list[tuple[str, Callable[[], Backend]]] = []
     if device == "cuda":
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             stats = f"{row['mean_ms']:9.2f} {row['p50_ms']:9.2f} {row['p90_ms']:9.2f} {row['fps']:8.1f}"
             print(f"{label:<32} {stats}")
-    text = json.dumps(results, indent=2)
+    text = json.dumps(portable(results), indent=2)  # no machine paths in a result file
     print(text)
     if args.json:
         args.json.write_text(text + "\n")

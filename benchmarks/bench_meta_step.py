@@ -37,27 +37,29 @@ def _current_rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def run_one(scheme: str, mode: str, batch: int, height: int, width: int, repeats: int, threads: int) -> dict:
+def run_one(
+    scheme: str, mode: str, batch: int, height: int, width: int, repeats: int, threads: int, swap: bool
+) -> dict:
     import torch
 
     from fusion_perception.models.deployed import modality_input
     from fusion_perception.models.fusion import GuidedFusionNet
     from fusion_perception.models.tasks import TaskNet
+    from fusion_perception.training.config import LossConfig
+    from fusion_perception.training.loss_learner import LossNetLearner, Reconstructor
     from fusion_perception.training.losses import segmentation_loss
-    from fusion_perception.training.meta import MetaLossScheme
     from fusion_perception.training.meta_config import MetaConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     fusion = GuidedFusionNet()
-    meta = MetaLossScheme(MetaConfig(mode=mode, swap_prob=0.5), scheme=scheme)
-    gen = torch.Generator().manual_seed(0)
+    cfg = MetaConfig(mode=mode, swap_orders=swap)
+    learner = LossNetLearner(cfg, LossConfig(intensity=5.0))
     data = {
         "ir": torch.rand(batch, 1, height, width),
         "visible": torch.rand(batch, 3, height, width),
         "seg": torch.randint(0, 9, (batch, height, width)),
     }
-    outer_fn = None
     if scheme == "tdfusion":
         tasks = TaskNet()
 
@@ -65,24 +67,26 @@ def run_one(scheme: str, mode: str, batch: int, height: int, width: int, repeats
             seg, det = tasks(modality_input("fused", b["ir"], b["visible"], fused))
             return segmentation_loss(seg, b["seg"]) + det[..., 4:].sigmoid().mean()
 
+    else:
+        outer_fn = Reconstructor(cfg).objective
+
+    first, second, _ = learner.fusion_inputs(data)
     # One ordinary fusion step first, so allocator pools exist before the baseline is taken.
-    loss, _ = meta.fusion_loss(fusion(data["ir"], data["visible"][:, :1]), data["ir"], data["visible"][:, :1])
+    loss, _ = learner.fusion_loss(fusion(first, second), first, second)
     loss.backward()
     fusion.zero_grad(set_to_none=True)
     base_peak, base_now = _rss_mib(), _current_rss_mib()
-    meta.meta_step(fusion, data, outer_fn, generator=gen)
+    learner.meta_step(fusion, data, outer_fn)
     peak = _rss_mib()
     cpu, wall = [], []
     for _ in range(repeats):
         c0, t0 = time.process_time(), time.perf_counter()
-        meta.meta_step(fusion, data, outer_fn, generator=gen)
+        learner.meta_step(fusion, data, outer_fn)
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - t0)
     c0 = time.process_time()
     for _ in range(repeats):
-        loss, _ = meta.fusion_loss(
-            fusion(data["ir"], data["visible"][:, :1]), data["ir"], data["visible"][:, :1]
-        )
+        loss, _ = learner.fusion_loss(fusion(first, second), first, second)
         loss.backward()
     plain_cpu_s = (time.process_time() - c0) / repeats
     return {
@@ -91,6 +95,7 @@ def run_one(scheme: str, mode: str, batch: int, height: int, width: int, repeats
         "batch": batch,
         "size_hw": [height, width],
         "threads": threads,
+        "swap_orders": swap,
         "meta_step_cpu_s_median": statistics.median(cpu),
         "meta_step_wall_s_median": statistics.median(wall),
         "fusion_step_cpu_s": plain_cpu_s,
@@ -108,10 +113,15 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--swap-orders",
+        action="store_true",
+        help="feed both source orders (the batch doubled), as meta.swap_orders does in training",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--one", nargs=2, metavar=("SCHEME", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sizes = (args.batch, args.height, args.width, args.repeats, args.threads)
+    sizes = (args.batch, args.height, args.width, args.repeats, args.threads, args.swap_orders)
     if args.one:
         print(json.dumps(run_one(*args.one, *sizes)))
         return
@@ -121,6 +131,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--one", scheme, mode]
             cmd += ["--batch", str(args.batch), "--height", str(args.height), "--width", str(args.width)]
             cmd += ["--repeats", str(args.repeats), "--threads", str(args.threads)]
+            cmd += ["--swap-orders"] if args.swap_orders else []
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             r = rows[-1]

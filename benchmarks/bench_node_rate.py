@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_node_rate.py --duration 10 --settings fp32,int8
 
 Three processes per setting, as on a robot: the node (the shipped ``config/fusion_perception.yaml``
-plus the setting's overrides), a camera stand-in (``python -m fusion_perception.ros.camera``:
+plus the setting's overrides), a camera stand-in (``python harness/camera.py``:
 640x480 IR mono8 + visible bgr8 at ``--rate``, sensor-data QoS as cameras publish) and this script,
 which subscribes to the outputs (``--consume``) and to ``/diagnostics``. A short slow warm-up (the
 first inferences allocate) precedes the measured stream; the node's counters are read from
@@ -45,6 +45,7 @@ import numpy as np
 from _report import write_result
 
 REPO = Path(__file__).resolve().parents[1]
+CAMERA = REPO / "harness" / "camera.py"  # the camera stand-in process
 CONFIG = REPO / "config" / "fusion_perception.yaml"
 #: name -> node parameter overrides. ``precision: int8`` loads ``<model>_int8.onnx`` beside the model.
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -144,7 +145,7 @@ class _Graph:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
-        from fusion_perception.ros.probe import OutputCollector
+        from fusion_perception.ros.client import OutputCollector
 
         rclpy.init()
         self.executor = SingleThreadedExecutor()
@@ -152,7 +153,7 @@ class _Graph:
         self.executor.add_node(self.collector)
 
     def spin(self, done: Callable[[], bool], timeout_s: float) -> bool:
-        from fusion_perception.ros.probe import spin_until
+        from fusion_perception.ros.client import spin_until
 
         return spin_until(self.executor, done, timeout_s)
 
@@ -184,7 +185,7 @@ def _bench_overrides(timing: bool) -> dict[str, Any]:
 
 
 def _camera(log: Any, **params: Any) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "fusion_perception.ros.camera", "--ros-args", *_ros_args(params)]
+    cmd = [sys.executable, str(CAMERA), "--ros-args", *_ros_args(params)]
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -1,7 +1,7 @@
 """FP32 vs INT8 (or any ONNX models): fusion metrics, detection mAP and latency, side by side.
 
     .venv/bin/python benchmarks/bench_precision.py MODEL.onnx MODEL_int8.onnx
-    .venv/bin/python benchmarks/bench_precision.py A.onnx B.onnx C.onnx --limit 20 --json /tmp/p.json
+    .venv/bin/python benchmarks/bench_precision.py A.onnx B.onnx C.onnx --limit 20 --json p.json
 
 Every model runs through the project's ``Pipeline`` on the MSRS val split (never the train pairs
 the INT8 model was calibrated on) and is scored with :func:`fusion_perception.evaluation.
@@ -27,8 +27,10 @@ import numpy as np
 from _report import write_result
 from bench_runtime import time_models
 
+from fusion_perception.data_root import dataset_path
+
 REPO = Path(__file__).resolve().parents[1]
-MSRS = REPO.parent / "shared" / "datasets" / "msrs"
+MSRS = dataset_path("msrs")  # $FUSION_PERCEPTION_DATA/msrs, default ../shared/datasets/msrs
 
 
 class _Drift:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _report import write_result
+from _report import write_result, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def time_models(models: dict[str, Path], threads: int, iterations: int, warmup: 
     process CPU time of one pipeline call (all ONNX Runtime threads): what the call costs the
     machine (``pipeline_cpu_p50_ms``), less disturbed by other load than wall time.
     """
-    from fusion_perception.ros.probe import sample_pairs
+    from fusion_perception.assets import load_sample_pairs as sample_pairs
     from fusion_perception.runtime.backend import OnnxRuntimeBackend
     from fusion_perception.runtime.pipeline import Pipeline
 
@@ -83,12 +83,56 @@ def bench_backend_and_pipeline(model: Path, threads: int, iterations: int, warmu
     return time_models({"model": model}, threads, iterations, warmup)["model"]
 
 
+RIG_IR, RIG_VISIBLE = (320, 256), (1280, 720)
+
+
+def bench_rig(model: Path, threads: int, iterations: int, warmup: int) -> dict[str, Any]:
+    """``Pipeline`` on a rig of unequal cameras: 320x256 mono16 IR registered by a homography onto a
+    1280x720 visible frame (the bundled pairs resized so), beside the same pairs at 640x480.
+
+    Measures what the rig path adds (the IR warp into the network grid, the larger visible frame's
+    colour conversion, resize and colour restoration); interleaved like :func:`time_models`.
+    """
+    import cv2
+
+    from fusion_perception.assets import load_sample_pairs as sample_pairs
+    from fusion_perception.preprocessing import PreprocessConfig
+    from fusion_perception.runtime.backend import OnnxRuntimeBackend
+    from fusion_perception.runtime.pipeline import Pipeline, PipelineConfig
+
+    sx, sy = RIG_VISIBLE[0] / RIG_IR[0], RIG_VISIBLE[1] / RIG_IR[1]
+    homography = ((sx, 0.0, (sx - 1) / 2), (0.0, sy, (sy - 1) / 2), (0.0, 0.0, 1.0))
+    backend = OnnxRuntimeBackend(model, threads=threads)
+    plain = Pipeline(backend)
+    rig = Pipeline(backend, PipelineConfig(preprocess=PreprocessConfig(network_size=None,
+                                                                       homography=homography)))
+    pairs = [(ir, vi) for _, ir, vi in sample_pairs(4)]
+    rig_pairs = [(cv2.resize(ir, RIG_IR, interpolation=cv2.INTER_AREA).astype(np.uint16) * 64,
+                  cv2.resize(vi, RIG_VISIBLE)) for ir, vi in pairs]
+    stages = ("preprocess", "inference", "postprocess", "total")
+    ms = {name: {k: [] for k in stages} for name in ("640x480", "rig")}
+    for i in range(warmup + iterations):
+        for name, pipeline, inputs in (("640x480", plain, pairs), ("rig", rig, rig_pairs)):
+            result = pipeline(*inputs[i % len(inputs)])
+            if i >= warmup:
+                for k, v in ms[name].items():
+                    v.append(result.timings_ms[k])
+    backend.close()
+    out: dict[str, Any] = {
+        name: {"pipeline": _stats(parts["total"]),
+               "pipeline_parts_p50_ms": {k: float(np.median(parts[k])) for k in stages[:-1]}}
+        for name, parts in ms.items()}
+    out["rig"].update(ir=f"{RIG_IR[0]}x{RIG_IR[1]} mono16", visible=f"{RIG_VISIBLE[0]}x{RIG_VISIBLE[1]} bgr8")
+    return out
+
+
 def bench_graph(model: Path, threads: int, pairs: int, rate: float, infer_p50_ms: float,
                 log: Path) -> dict[str, Any]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from fusion_perception.ros.probe import OutputCollector, PairPublisher, sample_pairs, spin_until
+    from fusion_perception.assets import load_sample_pairs as sample_pairs
+    from fusion_perception.ros.client import OutputCollector, PairPublisher, spin_until
     from fusion_perception.ros.process import stop_process
 
     cmd = [sys.executable, "-m", "fusion_perception.ros.node", "--ros-args",
@@ -170,20 +214,24 @@ def main(argv: list[str] | None = None) -> int:
         "dds_transport": transport,
     }
     result.update(bench_backend_and_pipeline(args.model, args.threads, args.iterations, args.warmup))
+    result["rig"] = bench_rig(args.model, args.threads, args.iterations, args.warmup)
     if args.graph_pairs > 0:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         log = args.json.with_suffix(".node.log")
         result["graph"] = bench_graph(args.model, args.threads, args.graph_pairs, args.rate,
                                       result["backend_infer"]["p50_ms"], log)
+        write_text(log, log.read_text(errors="replace"))  # kept next to the JSON: no machine paths
     result["load_avg_at_end"] = os.getloadavg()
     rows = [("backend.infer", result["backend_infer"]), ("Pipeline (pre+infer+post)", result["pipeline"])]
+    rig = result["rig"]["rig"]
+    rows.append((f"Pipeline, rig {rig['ir']} + {rig['visible']}", rig["pipeline"]))
     graph = result.get("graph")
     if graph and graph["e2e_latency"]:
         e2e = {**graph["e2e_latency"], "fps": graph["output_fps"]}
         rows.append((f"node over DDS @ {graph['rate_hz']:g} Hz", e2e))
-    print(f"{'stage':<28}{'p50 ms':>9}{'p95 ms':>9}{'FPS':>8}")
+    print(f"{'stage':<48}{'p50 ms':>9}{'p95 ms':>9}{'FPS':>8}")
     for name, s in rows:
-        print(f"{name:<28}{s['p50_ms']:>9.2f}{s['p95_ms']:>9.2f}{s['fps']:>8.1f}")
+        print(f"{name:<48}{s['p50_ms']:>9.2f}{s['p95_ms']:>9.2f}{s['fps']:>8.1f}")
     if graph:
         print(f"graph: {graph['pairs_complete']}/{graph['pairs_sent']} pairs complete; "
               f"node overhead over infer p50 {graph['node_overhead_over_infer_p50_ms']:.1f} ms "

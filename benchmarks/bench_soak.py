@@ -1,11 +1,11 @@
 """Soak: the node from the shipped config fed by a camera process for a long time; does anything decay?
 
     .venv/bin/python benchmarks/bench_soak.py                     # 30 min at 15 Hz: the acceptance run
-    .venv/bin/python benchmarks/bench_soak.py --ci                # 90 s, looser bounds: the CI variant
+    .venv/bin/python benchmarks/bench_soak.py --ci                # 90 s: accounting and flow only (CI)
     .venv/bin/python benchmarks/bench_soak.py --duration 360 --compare 60 --window 30 \
         --json benchmarks/results/soak_cpu_6min.json
 
-Three processes, as on a robot: the camera stand-in (``python -m fusion_perception.ros.camera``:
+Three processes, as on a robot: the camera stand-in (``python harness/camera.py``:
 640x480 MSRS pairs at ``--rate``, sensor-data QoS unless ``--qos reliable``), the node
 (``fusion_perception_node --ros-args --params-file config/fusion_perception.yaml``) and this
 process, which subscribes to the detections (latency = header stamp -> received, same host clock)
@@ -38,8 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import write_result
 
 REPO = Path(__file__).resolve().parents[1]
+CAMERA = REPO / "harness" / "camera.py"  # the camera stand-in process
 CONFIG = REPO / "config" / "fusion_perception.yaml"
 
 
@@ -228,8 +230,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     stamps = work / "sent.json"
     cam_cmd = [
         sys.executable,
-        "-m",
-        "fusion_perception.ros.camera",
+        str(CAMERA),
         "--ros-args",
         "-p",
         f"rate_hz:={args.rate}",
@@ -325,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ci",
         action="store_true",
-        help="short variant: 90 s, warm-up 20 s, compare 30 s, rate within 20 %%, latency within 50 %% "
-        "(a shared CI machine's load moves latency more than that; the decay this guards against halved "
-        "the rate and doubled the latency), RSS bound 5 MB",
+        help="short variant for CI: 90 s, warm-up 20 s, windows of 10 s. It decides only what 90 s can: "
+        "every frame accounted and outputs in every window. Rate, latency and RSS are reported but not "
+        "judged (a shared machine's load and the heap's high-water mark move them more than a decay "
+        "would in 90 s); those verdicts belong to the full-length run",
     )
     p.add_argument("--json", type=Path, default=None, help="default benchmarks/results/soak_cpu[_ci].json")
     p.add_argument("--keep-logs", type=Path, default=None, help="copy node.log and camera.log here")
@@ -367,8 +369,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{w['latency_ms_p95']:9.1f}{w['node_rss_mb']:9.1f}{w['pipeline_ms_p50']:9.1f}{w['load1']:6.1f}"
         )
     v = result["verdict"]
+    if args.ci:
+        v["checks"] = {}
     v["checks"]["every_frame_accounted"] = bool(result["accounting"]) and all(
         a["unaccounted"] == 0 for a in result["accounting"].values()
+    )
+    v["checks"]["outputs_in_every_window"] = all(
+        w["outputs_per_s"] > 0 for w in result["windows"] if w["start_s"] >= args.warmup
     )
     v["passed"] = all(v["checks"].values())
     print(f"first {args.compare:g} s after warm-up: {v['first']}\nlast  {args.compare:g} s: {v['last']}")
@@ -379,9 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         f"accounting {result['accounting']}"
     )
     print(f"{'PASS' if v['passed'] else 'FAIL'} {v['checks']}")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {json_path}")
+    write_result(json_path, result)
     return 0 if v["passed"] else 1
 
 

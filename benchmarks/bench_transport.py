@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_transport.py                       # every setting, 300 pairs at 30 Hz
     .venv/bin/python benchmarks/bench_transport.py --settings shipped --pairs 900
 
-For each setting a fresh camera process (``python -m fusion_perception.ros.camera``: IR mono8
+For each setting a fresh camera process (``python harness/camera.py``: IR mono8
 307 kB + visible bgr8 921 kB per pair, sensor-data QoS) and a fresh subscriber process (this script
 with ``--role subscriber``, sensor-data QoS, depth 5, a callback that only counts) run with that
 setting's environment. No node and no inference: this measures the transport alone. The subscriber
@@ -28,6 +28,7 @@ from typing import Any
 from _report import write_result
 
 REPO = Path(__file__).resolve().parents[1]
+CAMERA = REPO / "harness" / "camera.py"  # the camera stand-in process
 SETTINGS: dict[str, dict[str, str]] = {
     "default": {},
     "large_data": {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
@@ -121,7 +122,7 @@ def _measure(name: str, env_extra: dict[str, str], args: argparse.Namespace, wor
                            env=env)
     seconds = args.duration or args.pairs / args.rate
     cam = subprocess.run(
-        [sys.executable, "-m", "fusion_perception.ros.camera", "--ros-args", "-p", f"rate_hz:={args.rate}",
+        [sys.executable, str(CAMERA), "--ros-args", "-p", f"rate_hz:={args.rate}",
          "-p", f"count:={0 if args.duration else args.pairs}", "-p", f"duration_s:={float(args.duration)}",
          "-p", f"qos:={args.qos}", "-p", "wait_for_subscribers_s:=30.0", "-p", f"stamps_file:={stamps}"],
         env=env, capture_output=True, text=True, timeout=120 + seconds)

@@ -1,6 +1,6 @@
 """fusion_perception: IR/visible fusion + segmentation + detection for ROS 2.
 
-Layers (DESIGN.md section 2), lowest first; nothing imports upward:
+Layers (docs/DESIGN.md "Layers"), lowest first; nothing imports upward:
 ``preprocessing`` -> ``runtime`` -> (``models``, ``training``, ``export``: torch) ->
 ``ros`` / ``bag`` -> ``cli``. The runtime layers never import torch.
 """

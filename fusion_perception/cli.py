@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "INT8 (QDQ) ONNX model for the CPU, calibrated on real pairs",
     ),
     "bag": ("fusion_perception.bag.cli", "make, evaluate and play ROS 2 bags"),
+    "calibrate": (
+        "fusion_perception.calibration.cli",
+        "IR -> visible homography of a rig from a bag or pair folder (params file + report)",
+    ),
     "teacher": (
         "fusion_perception.teacher.cli",
         "fetch, convert and run the NanoDet-g teacher (labels for training)",

@@ -115,7 +115,7 @@ def _publish(pub: Any, col: Any, executor: Any, samples: list, count: int, rate:
     every sample's outputs even on a busy machine (where a real camera stream would make the node
     drop pairs as busy; that regime is bench_runtime.py's subject).
     """
-    from .ros.probe import spin_until
+    from .ros.client import spin_until
 
     warm = pub.publish_pair(samples[0][1], samples[0][2])
     spin_until(executor, lambda: col.complete(warm, col.KEYS), timeout)  # first inference allocates
@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from .ros.probe import OutputCollector, PairPublisher, sample_pairs, spin_until
+    from .assets import load_sample_pairs as sample_pairs
+    from .ros.client import OutputCollector, PairPublisher, spin_until
     from .ros.process import stop_process
 
     samples = list(sample_pairs())

@@ -3,6 +3,7 @@
 __all__ = [
     "BackendUnavailableError",
     "BagError",
+    "CalibrationError",
     "DatasetError",
     "EncodingError",
     "EngineError",
@@ -42,3 +43,14 @@ class DatasetError(FusionPerceptionError, ValueError):
 
 class BagError(FusionPerceptionError, ValueError):
     """A ROS 2 bag is missing, corrupt, or lacks the topics/encodings asked for; the message says which."""
+
+
+class CalibrationError(FusionPerceptionError, ValueError):
+    """The pairs cannot determine an IR -> visible homography; ``reason`` says why, as one word.
+
+    Reasons: ``too_few_pairs``, ``no_structure``, ``inconsistent``, ``degenerate``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

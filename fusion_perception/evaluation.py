@@ -35,12 +35,14 @@ DET_LABELS_DIR = "labels_det_fusion"
 
 
 def ir_as_seen(ir: np.ndarray, visible_size: tuple[int, int], config: PreprocessConfig) -> np.ndarray:
-    """IR as the network sees it: grey, warped into the visible grid when a homography is set,
-    16-bit gain-controlled to 8 bits; uint8 HxW. ``visible_size`` is (width, height)."""
+    """IR as the network sees it: grey, 16-bit gain-controlled to 8 bits (on the frame as sent, as
+    :func:`~fusion_perception.preprocessing.prepare_pair` does), then warped into the visible grid
+    when a homography is set; uint8 HxW. ``visible_size`` is (width, height)."""
     grey = to_gray(ir)
+    ir8 = grey if grey.dtype == np.uint8 else unit_to_uint8(thermal_to_unit(grey, config.gain))
     if config.homography is not None:
-        grey = warp_to_visible(grey, np.asarray(config.homography), visible_size)
-    return grey if grey.dtype == np.uint8 else unit_to_uint8(thermal_to_unit(grey, config.gain))
+        ir8 = warp_to_visible(ir8, np.asarray(config.homography), visible_size)
+    return ir8
 
 
 def published_fusion_metrics(

@@ -13,13 +13,18 @@ both use this pure class. Rules:
   only grow) and is dropped as unpaired;
 * a stream whose partner stays silent holds at most ``queue_size`` frames; older ones are dropped;
 * with ``jump_reset_ns`` set, a stamp earlier than its stream's newest by more than that is not a
-  late frame but time restarting (a bag played in a loop, a simulator reset): pairing starts over
-  from that frame, and the frames still queued are dropped as ``reset``. Without it (or for smaller
-  steps back) such frames stay out-of-order drops, so a loop would stall pairing until the stamps
-  passed the old maximum.
+  late frame but time restarting (a bag played in a loop, a simulator reset): a new *epoch* begins
+  and is counted once in ``resets``. The other camera's first frame within ``jump_reset_ns`` of the
+  new timeline joins that epoch (one wrap is one reset, whichever camera wraps first; a camera that
+  never jumped, because the first one's jump was a glitch, joins the same way), and frames pair only
+  within their epoch. Frames of the old epoch stay queued while their partner can still come (the other camera
+  has not wrapped yet: its last frames of the pass may arrive after the first camera's first frame
+  of the next); once both cameras are past an epoch, what is left of it is dropped as ``reset``.
+  Without ``jump_reset_ns`` (or for smaller steps back) such frames stay out-of-order drops, so a
+  loop would stall pairing until the stamps passed the old maximum.
 
-With ``slop_ns`` below half the frame period (the default rule in DESIGN.md) each frame has at most
-one partner within the slop, and the greedy rule above is exact.
+With ``slop_ns`` below half the frame period (the default rule; docs/DESIGN.md "Data flow in the
+node") each frame has at most one partner within the slop, and the greedy rule above is exact.
 """
 
 from __future__ import annotations
@@ -51,12 +56,7 @@ class Pair(Generic[T]):
 
 @dataclass
 class PairingStats:
-    """Counters for diagnostics; ``unpaired``/``out_of_order``/``overflow``/``reset`` are per stream.
-
-    ``last_unpaired_offset_ns`` is visible - IR between the latest frame dropped as unpaired and the
-    nearest frame of the other stream: the skew of paired frames alone cannot show cameras that
-    drifted apart, because then nothing pairs (None until a frame was unpaired that way).
-    """
+    """Counters for diagnostics; ``unpaired``/``out_of_order``/``overflow``/``reset`` are per stream."""
 
     received: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_STREAMS, 0))
     unpaired: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_STREAMS, 0))
@@ -67,7 +67,6 @@ class PairingStats:
     max_abs_skew_ns: int = 0
     sum_abs_skew_ns: int = 0
     resets: int = 0
-    last_unpaired_offset_ns: int | None = None
 
     @property
     def mean_abs_skew_ns(self) -> float:
@@ -105,9 +104,9 @@ class StampPairer(Generic[T]):
         self.queue_size = int(queue_size)
         self.jump_reset_ns = jump_reset_ns
         self.stats = PairingStats()
-        self._queues: dict[str, deque[tuple[int, T]]] = {s: deque() for s in _STREAMS}
-        self._last: dict[str, int | None] = dict.fromkeys(_STREAMS)
-        self._removed: dict[str, int | None] = dict.fromkeys(_STREAMS)  # stamp last taken off each queue
+        # per stream: (epoch, stamp, item), ordered by epoch, then stamp
+        self._queues: dict[str, deque[tuple[int, int, T]]] = {s: deque() for s in _STREAMS}
+        self.reset()
 
     def push(self, stream: Stream, stamp_ns: int, item: T) -> list[Pair[T]]:
         """Add one frame; return the pairs it completed (usually zero or one).
@@ -119,15 +118,23 @@ class StampPairer(Generic[T]):
             raise ValueError(f"stream must be 'ir' or 'visible', got {stream!r}")
         self.stats.received[stream] += 1
         last = self._last[stream]
-        if last is not None and self.jump_reset_ns is not None and last - stamp_ns > self.jump_reset_ns:
-            self._restart()
-            last = None
+        if self._epoch_of[stream] < self._epoch and self._on_newest_timeline(stamp_ns):
+            self._epoch_of[stream], last = self._epoch, None  # the other camera's wrap: same epoch
+        elif last is not None and self.jump_reset_ns is not None and last - stamp_ns > self.jump_reset_ns:
+            self._epoch += 1  # time went back: a new epoch, one reset
+            self.stats.resets += 1
+            self._span = (stamp_ns, stamp_ns)
+            self._epoch_of[stream], last = self._epoch, None
+        elif last is None:
+            self._epoch_of[stream] = self._epoch  # a camera's first frame belongs to the current timeline
         if last is not None and stamp_ns <= last:
             self.stats.out_of_order[stream] += 1
             return []
         self._last[stream] = stamp_ns
+        if self._epoch_of[stream] == self._epoch:
+            self._span = (min(self._span[0], stamp_ns), max(self._span[1], stamp_ns))
         queue = self._queues[stream]
-        queue.append((stamp_ns, item))
+        queue.append((self._epoch_of[stream], stamp_ns, item))
         if len(queue) > self.queue_size:
             queue.popleft()
             self.stats.overflow[stream] += 1
@@ -138,45 +145,53 @@ class StampPairer(Generic[T]):
         return len(self._queues[stream])
 
     def reset(self) -> None:
-        """Forget queued frames and the last stamps (e.g. after a time jump in replay); keep stats."""
+        """Forget queued frames, the last stamps and the epochs; keep stats."""
         for q in self._queues.values():
             q.clear()
-        self._last = dict.fromkeys(_STREAMS)
-        self._removed = dict.fromkeys(_STREAMS)
+        self._last: dict[str, int | None] = dict.fromkeys(_STREAMS)
+        self._epoch = 0  # the newest timeline
+        self._epoch_of: dict[str, int] = dict.fromkeys(_STREAMS, 0)  # each stream's timeline
+        self._span = (2**63, -(2**63))  # lowest and highest stamp seen on the newest timeline
 
-    def _restart(self) -> None:
-        """Time went backwards: drop what is queued (counted as ``reset``) and forget the last stamps."""
+    def _on_newest_timeline(self, stamp_ns: int) -> bool:
+        """True when ``stamp_ns`` lies within ``jump_reset_ns`` of the newest epoch's stamps: a stream
+        still on an older epoch that sends such a stamp has moved to the newest timeline too."""
+        lo, hi = self._span
+        return lo - self.jump_reset_ns <= stamp_ns <= hi + self.jump_reset_ns
+
+    def _drop_stale_heads(self) -> None:
+        """Drop heads of an epoch that both streams have left (no partner can come any more)."""
+        current = min(self._epoch_of.values())
         for stream, queue in self._queues.items():
-            self.stats.reset[stream] += len(queue)
-        self.stats.resets += 1
-        self.reset()
+            while queue and queue[0][0] < current:
+                queue.popleft()
+                self.stats.reset[stream] += 1
 
     def _drop_head(self, stream: str) -> None:
-        self._removed[stream] = self._queues[stream].popleft()[0]
+        self._queues[stream].popleft()
         self.stats.unpaired[stream] += 1
 
-    def _note_unpaired_offset(self, stream: str, stamp_ns: int, other_head_ns: int) -> None:
-        """Offset of an unpaired frame to the nearest frame of the other stream (head or last removed)."""
-        other = "visible" if stream == "ir" else "ir"
-        near = [other_head_ns] + ([self._removed[other]] if self._removed[other] is not None else [])
-        nearest = min(near, key=lambda t: abs(t - stamp_ns))
-        self.stats.last_unpaired_offset_ns = nearest - stamp_ns if stream == "ir" else stamp_ns - nearest
-
     def _match(self) -> list[Pair[T]]:
+        self._drop_stale_heads()
         ir_q, vis_q = self._queues["ir"], self._queues["visible"]
         pairs: list[Pair[T]] = []
         while ir_q and vis_q:
-            (t_ir, ir), (t_vis, vis) = ir_q[0], vis_q[0]
+            (e_ir, t_ir, ir), (e_vis, t_vis, vis) = ir_q[0], vis_q[0]
+            if e_ir != e_vis:  # the other stream is past this head's epoch: its partner never comes
+                stale = "ir" if e_ir < e_vis else "visible"
+                self._queues[stale].popleft()
+                self.stats.reset[stale] += 1
+                continue
             older, older_q, newer_t = ("ir", ir_q, t_vis) if t_ir <= t_vis else ("visible", vis_q, t_ir)
             skew = abs(t_vis - t_ir)
             if skew > self.slop_ns:
-                self._note_unpaired_offset(older, older_q[0][0], newer_t)
                 self._drop_head(older)
                 continue
-            if len(older_q) > 1 and abs(older_q[1][0] - newer_t) < skew:
+            if len(older_q) > 1 and older_q[1][0] == older_q[0][0] and abs(older_q[1][1] - newer_t) < skew:
                 self._drop_head(older)
                 continue
-            self._removed["ir"], self._removed["visible"] = ir_q.popleft()[0], vis_q.popleft()[0]
+            ir_q.popleft()
+            vis_q.popleft()
             self.stats.paired += 1
             self.stats.sum_abs_skew_ns += skew
             self.stats.max_abs_skew_ns = max(self.stats.max_abs_skew_ns, skew)

@@ -24,6 +24,7 @@ import numpy as np
 from .errors import ImageShapeError
 
 __all__ = [
+    "GAIN_MODES",
     "GainControl",
     "NetworkInput",
     "PreprocessConfig",
@@ -36,6 +37,8 @@ __all__ = [
     "visible_to_ycrcb",
     "warp_to_visible",
 ]
+
+GAIN_MODES = ("percentile", "fixed")  # how 16-bit thermal frames are windowed (see GainControl)
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,8 @@ class GainControl:
     subsample: int = 4
 
     def __post_init__(self) -> None:
-        if self.mode not in ("percentile", "fixed"):
-            raise ValueError(f"gain mode must be 'percentile' or 'fixed', got {self.mode!r}")
+        if self.mode not in GAIN_MODES:
+            raise ValueError(f"gain mode must be one of {GAIN_MODES}, got {self.mode!r}")
         if not self.high > self.low:
             raise ValueError(f"gain window needs high > low, got low={self.low} high={self.high}")
         if self.mode == "percentile" and not (self.low >= 0.0 and self.high <= 100.0):
@@ -229,9 +232,7 @@ def prepare_pair(ir: np.ndarray, visible: np.ndarray, config: PreprocessConfig) 
     """
     vis_h, vis_w = visible.shape[:2]
     ir = to_gray(ir)
-    if config.homography is not None:
-        ir = warp_to_visible(ir, np.asarray(config.homography), (vis_w, vis_h))
-    elif ir.shape[:2] != (vis_h, vis_w):
+    if config.homography is None and ir.shape[:2] != (vis_h, vis_w):
         raise ImageShapeError(
             f"IR is {ir.shape[1]}x{ir.shape[0]} but visible is {vis_w}x{vis_h}; "
             "set a homography to register them"
@@ -240,7 +241,15 @@ def prepare_pair(ir: np.ndarray, visible: np.ndarray, config: PreprocessConfig) 
     if net_size[0] % 32 or net_size[1] % 32:
         raise ImageShapeError(f"network input {net_size[0]}x{net_size[1]} is not a multiple of 32")
     ycrcb = visible_to_ycrcb(visible)
-    ir_unit = _resize(thermal_to_unit(ir, config.gain), net_size)
+    # Gain on the IR frame as the camera sent it (a warped frame's empty border would drag a
+    # percentile window down), then one warp straight into the network grid: the homography
+    # followed by the visible -> network scale, so a small IR frame is never upsampled twice.
+    ir_unit = thermal_to_unit(ir, config.gain)
+    if config.homography is not None:
+        to_network = np.diag([net_size[0] / vis_w, net_size[1] / vis_h, 1.0])
+        ir_unit = warp_to_visible(ir_unit, to_network @ np.asarray(config.homography), net_size)
+    else:
+        ir_unit = _resize(ir_unit, net_size)
     ycc = _resize(ycrcb, net_size)
     vis = np.empty((1, 3, net_size[1], net_size[0]), np.float32)
     for dst, src in enumerate((0, 2, 1)):  # YCrCb -> (Y, Cb, Cr)

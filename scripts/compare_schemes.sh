@@ -7,12 +7,14 @@
 # (default 400) on 256x224 crops of the MSRS train split, batch 4, then is exported and evaluated on
 # MSRS val with the same `fusion-perception evaluate` (+ the teacher judge). The reconstruction
 # scheme is also scored on RoadScene and TNO (fusion metrics only). Wall times go to OUT_ROOT/times.txt.
+# Datasets: $FUSION_PERCEPTION_DATA (default <repository>/../shared/datasets; as in
+# fusion_perception/data_root.py).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:?usage: scripts/compare_schemes.sh OUT_ROOT [STEPS]}
 STEPS=${2:-400}
 FP=${FP:-"$ROOT/.venv/bin/fusion-perception"}
-DATA=${DATA:-$ROOT/../shared/datasets}
+DATA=${FUSION_PERCEPTION_DATA:-$ROOT/../shared/datasets}
 COMMON=(--no-progress --set steps="$STEPS" --set data.crop_width=256 --set data.crop_height=224
         --set data.batch_size=4 --set data.msrs_root="$DATA/msrs" --set warmup_steps=50)
 mkdir -p "$OUT"

@@ -16,7 +16,9 @@
 #   baselines the task net on IR-only and visible-only input for as many task-net steps as the two
 #             tasks phases together (900 + 1500): the fair comparison.
 #   export    ONNX of the final model + evaluation on MSRS val.
-# Environment: DEVICE (cpu|cuda, default cpu), SCALE (multiplies every phase's steps, default 1).
+# Environment: DEVICE (cpu|cuda, default cpu), SCALE (multiplies every phase's steps, default 1),
+# FUSION_PERCEPTION_DATA (the datasets folder, default <repository>/../shared/datasets; as in
+# fusion_perception/data_root.py).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:?usage: scripts/recipe.sh OUT_ROOT [PHASE ...]}
@@ -25,7 +27,8 @@ PHASES=${*:-fusion tasks bilevel tasks2 bilevel2 baselines export}
 DEVICE=${DEVICE:-cpu}
 SCALE=${SCALE:-1}
 FP=${FP:-"$ROOT/.venv/bin/fusion-perception"}
-MSRS=${MSRS:-$ROOT/../shared/datasets/msrs}
+DATA=${FUSION_PERCEPTION_DATA:-$ROOT/../shared/datasets}
+MSRS=$DATA/msrs
 steps() { python3 -c "print(max(1, round($1 * $SCALE)))"; }
 train() {  # train NAME [--set ...]
   local name=$1; shift
@@ -35,7 +38,6 @@ train() {  # train NAME [--set ...]
   echo "[recipe] $name: $((SECONDS - t0)) s" | tee -a "$OUT/times.txt"
 }
 WHOLE=(--set data.crop_width=640 --set data.crop_height=480 --set data.batch_size=4)
-DATA=$(dirname "$MSRS")
 # Distillation: teacher (NanoDet-g) boxes on the folders without human labels, scores as box weights.
 PSEUDO="[$DATA/roadscene=$ROOT/data/teacher_labels/roadscene.json,$DATA/tno=$ROOT/data/teacher_labels/tno.json,\
 $DATA/llvip_samples/train=$ROOT/data/teacher_labels/llvip_samples_train.json]"

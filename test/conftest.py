@@ -3,6 +3,11 @@
 ``ros_env`` (session, autouse): a random ROS_DOMAIN_ID and a private ROS_LOG_DIR, set before any
 test imports rclpy, so parallel test runs on one machine never hear each other's nodes.
 ``model_path``: the bundled, trained default model.
+``data_root``, ``dataset``, ``msrs_root``: the datasets, from the one place that knows where they
+are (``$FUSION_PERCEPTION_DATA``, default ``<repository>/../shared/datasets``; see
+fusion_perception/data_root.py); a test that needs a missing dataset skips, naming the variable.
+``sample_pairs_msrs``: the six shipped sample pairs in the MSRS layout, present on every machine:
+the choice for tests that need only a few real pairs.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+CAMERA = REPO / "harness" / "camera.py"  # the camera stand-in process
 BUNDLED_MODEL = REPO / "fusion_perception" / "assets" / "default.onnx"
 
 
@@ -28,9 +34,14 @@ def ros_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     themselves: the test process and every process it starts then share one transport setting,
     which is what the delivery tests measure (docs/ROBOT.md).
     """
-    from fusion_perception.ros.transport import BUILTIN_VAR, PROFILE_VARS, configure_dds_transport
+    from fusion_perception.ros.transport import (
+        BUILTIN_VAR,
+        PROFILE_VARS,
+        XML_QOS_VAR,
+        configure_dds_transport,
+    )
 
-    keys = ("ROS_DOMAIN_ID", "ROS_LOG_DIR", BUILTIN_VAR, *PROFILE_VARS)
+    keys = ("ROS_DOMAIN_ID", "ROS_LOG_DIR", BUILTIN_VAR, XML_QOS_VAR, *PROFILE_VARS)
     saved = {k: os.environ.get(k) for k in keys}
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
     os.environ["ROS_LOG_DIR"] = str(tmp_path_factory.mktemp("ros_log"))
@@ -49,6 +60,63 @@ def model_path() -> Path:
     if not BUNDLED_MODEL.is_file():
         pytest.fail(f"the bundled model {BUNDLED_MODEL} is missing; it ships with the package")
     return BUNDLED_MODEL
+
+
+# --------------------------------------------------------------------------- datasets
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The data root (``$FUSION_PERCEPTION_DATA``, else ``<repository>/../shared/datasets``); it may
+    not exist. Tests take dataset folders from here (or from ``dataset``), never from a literal path:
+    a machine's path written into a test breaks it everywhere else (test_repository_paths.py)."""
+    from fusion_perception.data_root import data_root as configured
+
+    return configured()
+
+
+@pytest.fixture(scope="session")
+def dataset(data_root: Path) -> Callable[[str], Path]:
+    """``dataset("tno")``: that folder under the data root; the calling test skips when it is absent."""
+    from fusion_perception.data_root import DATA_ENV
+
+    def get(name: str) -> Path:
+        path = data_root / name
+        if not path.is_dir():
+            pytest.skip(
+                f"dataset {name!r} not found at {path}: set {DATA_ENV} to the folder holding the "
+                "datasets (default <repository>/../shared/datasets)"
+            )
+        return path
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def msrs_root(dataset: Callable[[str], Path]) -> Path:
+    """The full MSRS dataset (ir/, vi/, labels_det_*/, splits/, ...); skips with the reason when absent."""
+    return dataset("msrs")
+
+
+@pytest.fixture(scope="session")
+def sample_pairs_msrs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The six shipped sample pairs (fusion_perception/assets/samples, MSRS val pairs) laid out as
+    MSRS: ``ir/``, ``vi/``, ``labels_det_fusion/`` (their boxes) and ``splits/val.txt`` (all six).
+
+    Shipped with the package, so tests that need only a few real pairs run on any machine.
+    """
+    import shutil
+
+    from fusion_perception.assets import sample_pairs
+
+    root = tmp_path_factory.mktemp("sample_pairs_msrs")
+    for sub in ("ir", "vi", "labels_det_fusion", "splits"):
+        (root / sub).mkdir()
+    pairs = sample_pairs()
+    for pair in pairs:
+        shutil.copyfile(pair.ir, root / "ir" / f"{pair.name}.png")
+        shutil.copyfile(pair.visible, root / "vi" / f"{pair.name}.png")
+        shutil.copyfile(pair.labels, root / "labels_det_fusion" / f"{pair.name}.txt")
+    (root / "splits" / "val.txt").write_text("".join(f"{pair.name}\n" for pair in pairs))
+    return root
 
 
 # --------------------------------------------------------------------------- ROS node harness
@@ -162,7 +230,7 @@ def client_node(context: object, name: str) -> Iterator[tuple[object, object]]:
 
 
 class CameraProcess(_LoggedProcess):
-    """The camera stand-in (``python -m fusion_perception.ros.camera``) in its own process.
+    """The camera stand-in (``python harness/camera.py``) in its own process.
 
     ``params`` are its ROS parameters (rate_hz, count, qos, ir_enabled, ...); ``stamps`` is the JSON
     file it writes at the end with the stamps it sent per stream.
@@ -175,7 +243,7 @@ class CameraProcess(_LoggedProcess):
         self.name = name
         args = ["--ros-args", "-r", f"__node:={name}", "-p", f"stamps_file:={self.stamps}",
                 *_param_args(params)]
-        super().__init__(log_path, [sys.executable, "-m", "fusion_perception.ros.camera", *args])
+        super().__init__(log_path, [sys.executable, str(CAMERA), *args])
 
     def wait(self, timeout_s: float) -> int:
         rc = self.proc.wait(timeout_s)
@@ -194,7 +262,7 @@ def set_remote_params(node: object, executor: object, target: str, timeout_s: fl
     from rcl_interfaces.srv import SetParameters
     from rclpy.parameter import Parameter
 
-    from fusion_perception.ros.probe import spin_until
+    from fusion_perception.ros.client import spin_until
 
     cli = node.create_client(SetParameters, f"/{target}/set_parameters")
     try:
@@ -211,7 +279,7 @@ def set_remote_params(node: object, executor: object, target: str, timeout_s: fl
 def call_service(node: object, executor: object, srv_type: type, name: str, request: object,
                  timeout_s: float = 20.0) -> object:
     """Call service ``name`` from ``node`` (spun by ``executor``) and return the response."""
-    from fusion_perception.ros.probe import spin_until
+    from fusion_perception.ros.client import spin_until
 
     cli = node.create_client(srv_type, name)
     try:

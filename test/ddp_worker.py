@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 
 from fusion_perception.training.config import load_config
-from fusion_perception.training.trainer import Trainer, init_distributed, shutdown_distributed
+from fusion_perception.training.distributed import init_distributed, shutdown_distributed
+from fusion_perception.training.trainer import Trainer
 
 
 def main(msrs: str, out: str) -> None:
@@ -20,17 +21,17 @@ def main(msrs: str, out: str) -> None:
     cfg = load_config(None, {
         "data": {"msrs_root": msrs, "batch_size": 2, "crop_width": 96, "crop_height": 64},
         "steps": 3, "warmup_steps": 0, "upper_every": 1, "out_dir": out, "threads": 1,
-        "log_every": 1, "checkpoint_every": 3,
+        "log_every": 1, "checkpoint_every": 3, "bilevel_modules": ["seg", "det", "disc"],
     })
     trainer = Trainer(cfg)
-    first_batch = next(trainer.batches())["names"]
+    first_batch = next(trainer.data.batches())["names"]
     trainer.fit(progress=False)  # checkpoint_every=3: saved at the end, RNG states of both ranks
     resumed = Trainer(cfg)
     resumed.load_state_dict(torch.load(Path(out) / "last.pt", weights_only=False))
-    own_rng = torch.equal(resumed.gen.get_state(), trainer.gen.get_state())
-    next_names = next(resumed.batches())["names"] == next(trainer.batches())["names"]
-    flat = torch.cat([p.detach().reshape(-1) for m in (trainer.fusion, trainer.tasks, trainer.disc)
-                      for p in m.parameters()])
+    own_rng = torch.equal(resumed.data.gen.get_state(), trainer.data.gen.get_state())
+    next_names = next(resumed.data.batches())["names"] == next(trainer.data.batches())["names"]
+    modules = (trainer.nets.fusion, trainer.nets.tasks, *trainer.scheme.modules().values())
+    flat = torch.cat([p.detach().reshape(-1) for m in modules for p in m.parameters()])
     gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, flat)
     names = [None] * dist.get_world_size()

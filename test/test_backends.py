@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fusion_perception.backend_factory import create_backend
 from fusion_perception.errors import BackendUnavailableError, EngineError
 from fusion_perception.export.engine_build import calibration_batches
 from fusion_perception.image_pairs import find_pairs
 from fusion_perception.runtime.backend import Backend
-from fusion_perception.runtime.backends import create_backend, cuda_device_count
+from fusion_perception.runtime.backends import cuda_device_count
 from fusion_perception.runtime.model_info import OUTPUT_NAMES, ModelInfo
 
-MSRS = Path("/work/shared/datasets/msrs")
 REPO = Path(__file__).resolve().parents[1]
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 CUDA_DEVICES, NO_CUDA_REASON = cuda_device_count()
@@ -45,8 +45,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real_pair() -> dict[str, np.ndarray]:
-    return next(calibration_batches(find_pairs(MSRS)[:1], SIZE))
+def real_pair(sample_pairs_msrs: Path) -> dict[str, np.ndarray]:
+    """A shipped sample pair (real MSRS content), prepared at SIZE."""
+    return next(calibration_batches(find_pairs(sample_pairs_msrs)[:1], SIZE))
 
 
 def test_onnxruntime_selected_explicitly(model_dir: Path, real_pair: dict) -> None:
@@ -126,7 +127,7 @@ def test_torch_backend_needs_a_checkpoint(model_dir: Path) -> None:
 
 
 def test_torch_backend_refuses_fp16_and_graphs_on_cpu(model_dir: Path) -> None:
-    from fusion_perception.runtime.torch_backend import TorchBackend
+    from fusion_perception.models.torch_backend import TorchBackend
 
     with pytest.raises(BackendUnavailableError, match="need a CUDA device"):
         TorchBackend(model_dir / "m.pt", device="cpu", precision="fp16")
@@ -143,9 +144,9 @@ def test_runtime_path_never_imports_torch(model_dir: Path) -> None:
         import sys
         import fusion_perception.runtime.pipeline, fusion_perception.runtime.backends
         import fusion_perception.runtime.tensorrt_backend, fusion_perception.runtime.engine_cache
-        import fusion_perception.ros.backend_select
+        import fusion_perception.ros.pipeline_setup
         {node_import}
-        from fusion_perception.runtime.backends import create_backend
+        from fusion_perception.backend_factory import create_backend
         from fusion_perception.runtime.pipeline import Pipeline
         import numpy as np
         backend = create_backend("onnxruntime", {str(model_dir / "m.onnx")!r}, threads=1)
@@ -173,7 +174,7 @@ def test_torch_cuda_fp16_and_graphs_close_to_fp32(model_dir: Path, real_pair: di
 
     if not torch.cuda.is_available():
         pytest.skip(f"torch {torch.__version__} is a CPU build")
-    from fusion_perception.runtime.torch_backend import TorchBackend
+    from fusion_perception.models.torch_backend import TorchBackend
 
     fp32 = TorchBackend(model_dir / "m.pt", device="cuda:0", precision="fp32")
     want = fp32.infer(real_pair["ir"], real_pair["visible"])

@@ -13,14 +13,13 @@ from fusion_perception.bag.cli import main
 from fusion_perception.bag.make import MakeOptions, make_bag
 from fusion_perception.bag.messages import IMAGE, header_msg, typestore
 
-MSRS = Path("/work/shared/datasets/msrs")
-NAMES = ("00008N", "00032N")
+NAMES = ("00032N", "00404D")  # two of the shipped sample pairs (conftest.sample_pairs_msrs)
 
 
 @pytest.fixture(scope="module")
-def good_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def good_bag(tmp_path_factory: pytest.TempPathFactory, sample_pairs_msrs: Path) -> Path:
     path = tmp_path_factory.mktemp("good") / "bag"
-    make_bag(MSRS, path, MakeOptions(names=NAMES, rate_hz=10.0))
+    make_bag(sample_pairs_msrs, path, MakeOptions(names=NAMES, rate_hz=10.0))
     return path
 
 
@@ -123,16 +122,17 @@ def test_malformed_label_index(
 
 
 def test_unreadable_label_file_at_make_leaves_no_bag(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, sample_pairs_msrs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dataset = tmp_path / "data"
     for folder in ("ir", "vi", "labels_det_fusion"):
         (dataset / folder).mkdir(parents=True)
     for name in NAMES:
         for folder in ("ir", "vi"):
-            (dataset / folder / f"{name}.png").symlink_to(MSRS / folder / f"{name}.png")
+            (dataset / folder / f"{name}.png").symlink_to(sample_pairs_msrs / folder / f"{name}.png")
         shutil.copyfile(
-            MSRS / "labels_det_fusion" / f"{name}.txt", dataset / "labels_det_fusion" / f"{name}.txt"
+            sample_pairs_msrs / "labels_det_fusion" / f"{name}.txt",
+            dataset / "labels_det_fusion" / f"{name}.txt",
         )
     (dataset / "labels_det_fusion" / f"{NAMES[1]}.txt").write_bytes(b"\xff\xfe\x00garbage")
     out = tmp_path / "out"
@@ -144,11 +144,15 @@ def test_unreadable_label_file_at_make_leaves_no_bag(
 
 
 def test_existing_output_is_never_overwritten(
-    good_bag: Path, tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture[str]
+    good_bag: Path,
+    tmp_path: Path,
+    model_path: Path,
+    sample_pairs_msrs: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "e.json").write_text("{}")
     code = main(["evaluate", str(good_bag), "--json", str(tmp_path / "e.json"), "--model", str(model_path)])
     assert code == 1 and "exists already" in capsys.readouterr().err
     assert (tmp_path / "e.json").read_text() == "{}"
-    assert main(["make", str(MSRS), str(good_bag), "--limit", "1"]) == 1
+    assert main(["make", str(sample_pairs_msrs), str(good_bag), "--limit", "1"]) == 1
     assert "exists already" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``bag evaluate`` end to end on a small real-MSRS bag: summary, output bag, report, pairing rules."""
+"""``bag evaluate`` end to end on a small bag of the shipped (real MSRS) sample pairs: summary,
+output bag, report, pairing rules."""
 
 from __future__ import annotations
 
@@ -13,18 +14,17 @@ import yaml
 from rosbags.rosbag2 import Reader
 
 from fusion_perception.bag.cli import main
-from fusion_perception.bag.evaluate import pipeline_config
 from fusion_perception.bag.make import MakeOptions, make_bag
 from fusion_perception.bag.messages import image_from_msg, stamp_ns, typestore
 from fusion_perception.metrics.fusion import FUSION_METRICS
 from fusion_perception.pairing import StampPairer
 from fusion_perception.ros.params import settings_from_values
+from fusion_perception.ros.pipeline_setup import pipeline_config
 from fusion_perception.runtime.backend import OnnxRuntimeBackend
 from fusion_perception.runtime.pipeline import Pipeline
 
-MSRS = Path("/work/shared/datasets/msrs")
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ("00008N", "00032N", "00081D", "00107D")
+NAMES = ("00032N", "00404D", "00931N", "01102N")  # shipped sample pairs (conftest.sample_pairs_msrs)
 
 
 def read_bag(path: Path) -> dict[str, list[Any]]:
@@ -36,10 +36,12 @@ def read_bag(path: Path) -> dict[str, list[Any]]:
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> dict[str, Any]:
+def evaluated(
+    tmp_path_factory: pytest.TempPathFactory, model_path: Path, sample_pairs_msrs: Path
+) -> dict[str, Any]:
     """One CLI run over 4 labelled pairs with 5 ms jitter (inside the node's 15 ms slop)."""
     root = tmp_path_factory.mktemp("evaluate")
-    make_bag(MSRS, root / "in", MakeOptions(names=NAMES, rate_hz=10.0, jitter_ms=5.0))
+    make_bag(sample_pairs_msrs, root / "in", MakeOptions(names=NAMES, rate_hz=10.0, jitter_ms=5.0))
     args = [
         "evaluate",
         str(root / "in"),
@@ -110,10 +112,14 @@ def test_report_index_links_existing_plots_and_samples(evaluated: dict[str, Any]
     assert "mAP@0.5" in index
 
 
-def test_pairing_follows_the_node_slop_from_its_params_file(tmp_path: Path, model_path: Path) -> None:
+def test_pairing_follows_the_node_slop_from_its_params_file(
+    tmp_path: Path, model_path: Path, sample_pairs_msrs: Path
+) -> None:
     """40 ms jitter at 10 Hz: the node's 15 ms slop drops some pairs; a params file with 60 ms keeps all."""
     make_bag(
-        MSRS, tmp_path / "in", MakeOptions(names=NAMES, rate_hz=10.0, jitter_ms=40.0, seed=1, labels_dir="")
+        sample_pairs_msrs,
+        tmp_path / "in",
+        MakeOptions(names=NAMES, rate_hz=10.0, jitter_ms=40.0, seed=1, labels_dir=""),
     )
     default_slop = settings_from_values({}).slop_ns
     config = yaml.safe_load((REPO / "config" / "fusion_perception.yaml").read_text())

@@ -18,15 +18,14 @@ from fusion_perception.bag.play import PlayOptions, play_bag
 
 pytestmark = pytest.mark.ros
 
-MSRS = Path("/work/shared/datasets/msrs")
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ("00008N", "00032N", "00081D", "00107D")
+NAMES = ("00032N", "00404D", "00931N", "01102N")  # shipped sample pairs (conftest.sample_pairs_msrs)
 
 
 @pytest.fixture(scope="module")
-def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bag(tmp_path_factory: pytest.TempPathFactory, sample_pairs_msrs: Path) -> Path:
     path = tmp_path_factory.mktemp("play") / "bag"
-    make_bag(MSRS, path, MakeOptions(names=NAMES, rate_hz=10.0, jitter_ms=3.0, labels_dir=""))
+    make_bag(sample_pairs_msrs, path, MakeOptions(names=NAMES, rate_hz=10.0, jitter_ms=3.0, labels_dir=""))
     return path
 
 

@@ -6,7 +6,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from fusion_perception.training.bilevel import aggregate, hypergradient, min_norm_weights  # noqa: E402
+from fusion_perception.training.bilevel import (  # noqa: E402
+    aggregate,
+    hypergradient,
+    min_norm_weights,
+    shared_hypergradients,
+)
 
 TOL = 1e-9  # float64 throughout: the Gauss-Newton form is exact on this problem
 
@@ -81,6 +86,87 @@ def test_released_correction_has_the_opposite_sign_and_scale_eta(seed: int) -> N
     true = direct + implicit
     assert not torch.allclose(h, true, atol=1e-3)
     assert stats["norm_correction"] == pytest.approx(float((eta * implicit).norm()), rel=1e-9)
+
+
+def _shared_problem(seed: int):
+    """Two tasks on one shared lower parameter w (segmentation and detection on one backbone).
+
+    Lower: f = f_1 + f_2, f_m = ½(a·w − β_m)², β_m = b_m·θ + k_m (each task reads the feature a·w
+    and wants it at its own θ-dependent target). Upper: F_m = ½|θ − t_m|² + d_m·w.
+
+    f = (a·w − β̄)² + ¼(β_1 − β_2)² with β̄ the mean target: the lower solutions are
+    {w : a·w = β̄(θ)}, so dF_m/dθ = ∇θF_m + b̄ (a·d_m)/|a|² with b̄ = (b_1 + b_2)/2. The offsets are
+    chosen so that the tasks agree at θ (β_1 = β_2) while their sensitivities b_m differ; there the
+    w-free term ¼(β_1 − β_2)² has no gradient, the lower Hessian 2aaᵀ has rank one and the
+    Gauss-Newton form is exact.
+    """
+    g = torch.Generator().manual_seed(seed)
+    p, q = 4, 6
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    pr = dict(a=r(q), b=[r(p), r(p)], t=[r(p), r(p)], d=[r(q), r(q)], theta=r(p), omega=r(q))
+    k1 = float(r(()))
+    pr["k"] = [k1, k1 + float((pr["b"][0] - pr["b"][1]) @ pr["theta"])]
+    return pr
+
+
+def _shared_lower_terms(th, om, pr):
+    return [0.5 * (pr["a"] @ om - pr["b"][m] @ th - pr["k"][m]) ** 2 for m in range(2)]
+
+
+def _shared_upper(th, om, pr, m):
+    return 0.5 * (th - pr["t"][m]).pow(2).sum() + pr["d"][m] @ om
+
+
+def _shared_omega_star(th, pr):
+    a = pr["a"]
+    target = sum(pr["b"][m] @ th + pr["k"][m] for m in range(2)) / 2
+    return pr["omega"] + a * (target - a @ pr["omega"]) / (a @ a)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shared_lower_parameters_need_the_joint_lower_loss(seed: int) -> None:
+    """Per task c_m over the total lower loss f = f_1 + f_2 matches the closed-form hypergradient of
+    a lower level that minimises the sum; c_m from the task's own f_m (the per-task split) does not."""
+    pr = _shared_problem(seed)
+    a, theta = pr["a"], pr["theta"]
+    th = theta.clone().requires_grad_(True)
+    om = pr["omega"].clone().requires_grad_(True)
+    uppers = {f"task{m}": _shared_upper(th, om, pr, m) for m in range(2)}
+    f1, f2 = _shared_lower_terms(th, om, pr)
+    joint = shared_hypergradients(uppers, f1 + f2, [th], [om])
+    b_mean = (pr["b"][0] + pr["b"][1]) / 2
+    for m in range(2):
+        analytic = (theta - pr["t"][m]) + b_mean * (a @ pr["d"][m]) / (a @ a)
+        h, c, _ = joint[f"task{m}"]
+        assert torch.allclose(h, analytic, atol=TOL, rtol=0)
+        eps = 1e-6
+        fd = torch.empty_like(theta)
+        for i in range(theta.numel()):
+            e = torch.zeros_like(theta)
+            e[i] = eps
+            fd[i] = (
+                _shared_upper(theta + e, _shared_omega_star(theta + e, pr), pr, m)
+                - _shared_upper(theta - e, _shared_omega_star(theta - e, pr), pr, m)
+            ) / (2 * eps)
+        assert torch.allclose(h, fd, atol=1e-6, rtol=0)
+
+        # The per-task split: each task's hypergradient through its own lower term alone.
+        own = _shared_lower_terms(th, om, pr)[m]
+        split, c_split, _ = hypergradient(_shared_upper(th, om, pr, m), own, [th], [om])
+        split_closed_form = (theta - pr["t"][m]) + pr["b"][m] * (a @ pr["d"][m]) / (a @ a)
+        assert torch.allclose(split, split_closed_form, atol=TOL, rtol=0)
+        implicit = analytic - (theta - pr["t"][m])
+        assert float((split - analytic).norm()) > 0.3 * float(implicit.norm())  # |b_m − b̄| vs |b̄|
+        assert c_split == pytest.approx(2 * c, rel=1e-9)  # f_m is half of f here: c halves, ∇θf differs
+
+
+def test_one_upper_through_the_shared_form_is_the_single_form() -> None:
+    pr = _problem(3)
+    th = pr["theta"].clone().requires_grad_(True)
+    om = pr["omega"].clone().requires_grad_(True)
+    single = hypergradient(_upper(th, om, pr), _lower(th, om, pr), [th], [om])
+    shared = shared_hypergradients({"F": _upper(th, om, pr)}, _lower(th, om, pr), [th], [om])["F"]
+    assert torch.equal(single[0], shared[0]) and single[1] == shared[1]
 
 
 def test_unknown_correction_is_refused() -> None:

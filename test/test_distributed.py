@@ -11,14 +11,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-MSRS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msrs"
-
-
-@pytest.mark.skipif(not MSRS.is_dir(), reason="MSRS dataset (../shared/datasets/msrs) not present")
-def test_torchrun_ranks_stay_in_sync(tmp_path: Path) -> None:
+def test_torchrun_ranks_stay_in_sync(tmp_path: Path, msrs_root: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(Path(__file__).with_name("ddp_worker.py")), str(MSRS), str(tmp_path)]
+           str(Path(__file__).with_name("ddp_worker.py")), str(msrs_root), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     check = (tmp_path / "ddp_check.txt").read_text().split()

@@ -35,7 +35,6 @@ from fusion_perception.runtime.engine_cache import (
 from fusion_perception.runtime.model_info import ModelInfo
 from fusion_perception.runtime.tensorrt_backend import TensorSpec, plan_io
 
-MSRS = Path("/work/shared/datasets/msrs")
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 KEY = EngineKey("10.3.0", "8.7", "fp16", "640x480", "ab" * 32)
 
@@ -225,8 +224,8 @@ def test_plan_io_rejects_contract_violations() -> None:
 # ---------------------------------------------------------------- calibration data
 
 
-def test_calibration_batches_are_prepared_real_pairs() -> None:
-    pairs = find_pairs(MSRS)[:5]
+def test_calibration_batches_are_prepared_real_pairs(msrs_root: Path) -> None:
+    pairs = find_pairs(msrs_root)[:5]
     assert len(pairs) == 5 and all(stem == i.stem == v.stem for stem, i, v in pairs)
     batches = list(calibration_batches(pairs, (320, 256)))
     assert len(batches) == 5
@@ -286,7 +285,9 @@ def test_build_engine_validates_arguments_before_needing_tensorrt(
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="checks the message shown where TensorRT is missing")
-def test_build_engine_says_tensorrt_is_missing(onnx_models: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_engine_says_tensorrt_is_missing(
+    onnx_models: Path, sample_pairs_msrs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = [
         str(onnx_models / "small_dynamic.onnx"),
         "--min-shape",
@@ -296,7 +297,7 @@ def test_build_engine_says_tensorrt_is_missing(onnx_models: Path, capsys: pytest
         "--precision",
         "int8",
         "--calib-dir",
-        str(MSRS),
+        str(sample_pairs_msrs),
         "--calib-count",
         "2",
     ]

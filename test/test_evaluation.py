@@ -13,8 +13,6 @@ from fusion_perception.preprocessing import GainControl, PreprocessConfig
 from fusion_perception.runtime.backend import OnnxRuntimeBackend
 from fusion_perception.runtime.pipeline import Pipeline, PipelineConfig
 
-MSRS = Path("/work/shared/datasets/msrs")
-
 
 def test_ir_as_seen_applies_gain_and_registration() -> None:
     counts = np.tile(np.linspace(1000, 2000, 64, dtype=np.uint16), (32, 1))
@@ -27,16 +25,17 @@ def test_ir_as_seen_applies_gain_and_registration() -> None:
     assert ir_as_seen(grey, (64, 32), PreprocessConfig()) is grey  # 8-bit, co-aligned: as is
 
 
-@pytest.mark.skipif(not MSRS.is_dir(), reason="MSRS dataset absent")
-def test_scores_every_pair_with_all_metrics_and_map(model_path: Path) -> None:
+def test_scores_every_pair_with_all_metrics_and_map(model_path: Path, sample_pairs_msrs: Path) -> None:
+    """Two shipped sample pairs (MSRS val pairs with their fusion labels, in the MSRS layout)."""
+    root = sample_pairs_msrs
     pipeline = Pipeline(OnnxRuntimeBackend(model_path, threads=1), PipelineConfig(score_threshold=0.05))
     seen: list[str] = []
-    names = (MSRS / "splits" / "val.txt").read_text().split()[:2]
-    report = evaluate_pipeline(pipeline, MSRS, names, on_result=lambda stem, _: seen.append(stem))
+    names = (root / "splits" / "val.txt").read_text().split()[:2]
+    report = evaluate_pipeline(pipeline, root, names, on_result=lambda stem, _: seen.append(stem))
     assert seen == names and report["num_pairs"] == 2
     assert list(report["fusion"]) == list(FUSION_METRICS)
     assert all(np.isfinite(list(report["fusion"].values())))
     assert report["detection"]["num_images"] == 2 and "mAP50" in report["detection"]
     assert {"inference", "total"} <= set(report["timings_ms"])
     with pytest.raises(ValueError, match="restore_colour"):
-        evaluate_pipeline(Pipeline(pipeline.backend, PipelineConfig(restore_colour=False)), MSRS, names)
+        evaluate_pipeline(Pipeline(pipeline.backend, PipelineConfig(restore_colour=False)), root, names)

@@ -23,8 +23,6 @@ from fusion_perception.models.checkpoint import (
 )
 from fusion_perception.runtime.model_info import METADATA_KEY, ModelInfo
 
-MSRS = Path("/work/shared/datasets/msrs")
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -36,17 +34,17 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exported(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory, sample_pairs_msrs: Path) -> Path:
     out = tmp_path_factory.mktemp("onnx")
-    assert (
-        main([str(checkpoint), "--out-dir", str(out), "--verify-dir", str(MSRS), "--verify-count", "2"]) == 0
-    )
+    argv = [str(checkpoint), "--out-dir", str(out), "--verify-dir", str(sample_pairs_msrs)]
+    assert main([*argv, "--verify-count", "2"]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
-def real_inputs() -> list[dict[str, np.ndarray]]:
-    return list(calibration_batches(find_pairs(MSRS)[:3], (640, 480)))
+def real_inputs(sample_pairs_msrs: Path) -> list[dict[str, np.ndarray]]:
+    """Three shipped sample pairs (real MSRS content) at 640x480."""
+    return list(calibration_batches(find_pairs(sample_pairs_msrs)[:3], (640, 480)))
 
 
 def test_checkpoint_round_trip_keeps_weights_info_and_outputs(checkpoint: Path, real_inputs: list) -> None:
@@ -106,14 +104,16 @@ def test_export_writes_fixed_and_dynamic_onnx_with_metadata(exported: Path) -> N
 def test_onnxruntime_matches_torch_on_real_pairs(
     exported: Path, checkpoint: Path, real_inputs: list, name: str
 ) -> None:
-    """All three outputs within PARITY_TOLERANCE on 3 real MSRS pairs at 640x480."""
+    """All three outputs within PARITY_TOLERANCE on 3 real (sample) pairs at 640x480."""
     errors = parity_errors(load_deployed(checkpoint), exported / f"{name}.onnx", real_inputs)
     assert set(errors) == set(PARITY_TOLERANCE)
     assert all(v <= 0 for v in errors.values()), errors
 
 
-def test_dynamic_onnx_matches_torch_at_another_size(exported: Path, checkpoint: Path) -> None:
-    inputs = list(calibration_batches(find_pairs(MSRS)[:2], (320, 256)))
+def test_dynamic_onnx_matches_torch_at_another_size(
+    exported: Path, checkpoint: Path, sample_pairs_msrs: Path
+) -> None:
+    inputs = list(calibration_batches(find_pairs(sample_pairs_msrs)[:2], (320, 256)))
     errors = parity_errors(load_deployed(checkpoint), exported / "model_dynamic.onnx", inputs)
     assert all(v <= 0 for v in errors.values()), errors
 

@@ -11,7 +11,6 @@ import pytest
 from fusion_perception.errors import DatasetError
 from fusion_perception.metrics.detection import DetectionEvaluator, load_yolo_labels
 
-MSRS = Path("/work/shared/datasets/msrs")
 CLASSES = ["person", "bicycle", "car"]
 MSRS_SIZE = (640, 480)  # (width, height)
 
@@ -161,14 +160,14 @@ def test_missing_label_file_raises(tmp_path: Path) -> None:
         load_yolo_labels(tmp_path / "missing.txt", MSRS_SIZE)
 
 
-def test_real_msrs_labels_against_each_other() -> None:
+def test_real_msrs_labels_against_each_other(msrs_root: Path) -> None:
     """Fusion-annotated boxes scored against themselves (1.0) and IR-annotated boxes against them."""
-    stems = (MSRS / "splits" / "val.txt").read_text().split()
+    stems = (msrs_root / "splits" / "val.txt").read_text().split()
     assert len(stems) == 60
     self_ev, ir_ev = DetectionEvaluator(CLASSES), DetectionEvaluator(CLASSES)
     for stem in stems:
-        gt, gt_cls = load_yolo_labels(MSRS / "labels_det_fusion" / f"{stem}.txt", MSRS_SIZE)
-        ir, ir_cls = load_yolo_labels(MSRS / "labels_det_ir" / f"{stem}.txt", MSRS_SIZE)
+        gt, gt_cls = load_yolo_labels(msrs_root / "labels_det_fusion" / f"{stem}.txt", MSRS_SIZE)
+        ir, ir_cls = load_yolo_labels(msrs_root / "labels_det_ir" / f"{stem}.txt", MSRS_SIZE)
         self_ev.add(stem, gt, gt_cls, gt, np.ones(len(gt)), gt_cls)
         ir_ev.add(stem, gt, gt_cls, ir, np.ones(len(ir)), ir_cls)
     perfect, partial = self_ev.summarize(), ir_ev.summarize()

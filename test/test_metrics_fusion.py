@@ -1,9 +1,9 @@
-"""Fusion metrics on inputs with known answers, against sewar/scikit-image, and on a real MSRS pair."""
+"""Fusion metrics on inputs with known answers, against sewar/scikit-image, and on a real MSRS pair
+(a shipped sample pair)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +11,7 @@ import pytest
 from sewar.full_ref import vifp
 from skimage.metrics import structural_similarity
 
+from fusion_perception.assets import sample_pairs
 from fusion_perception.errors import ImageShapeError
 from fusion_perception.metrics.fusion import (
     FUSION_METRICS,
@@ -27,7 +28,6 @@ from fusion_perception.metrics.fusion import (
     vif,
 )
 
-MSRS = Path("/work/shared/datasets/msrs")
 H, W = 48, 64  # the smallest size worth testing: VIF's four scales need sides >= 41
 
 # Qabf of a perfect transfer with the Xydeas-Petrovic constants: Qg(1) * Qa(1).
@@ -49,11 +49,11 @@ def half_half(low: int = 50, high: int = 200) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def msrs_pair() -> tuple[np.ndarray, np.ndarray]:
-    """A real MSRS val pair: IR (grey uint8) and visible (BGR uint8), 640x480."""
-    stem = (MSRS / "splits" / "val.txt").read_text().split()[0]
-    ir = cv2.imread(str(MSRS / "ir" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
-    vis = cv2.imread(str(MSRS / "vi" / f"{stem}.png"), cv2.IMREAD_COLOR)
-    assert ir is not None and vis is not None, f"cannot read MSRS pair {stem}"
+    """A real MSRS val pair (the first shipped sample): IR (grey uint8) and visible (BGR uint8), 640x480."""
+    pair = sample_pairs()[0]
+    ir = cv2.imread(str(pair.ir), cv2.IMREAD_UNCHANGED)
+    vis = cv2.imread(str(pair.visible), cv2.IMREAD_COLOR)
+    assert ir is not None and vis is not None, f"cannot read sample pair {pair.name}"
     return ir, vis
 
 

@@ -12,7 +12,6 @@ import pytest
 from fusion_perception.errors import ImageShapeError
 from fusion_perception.metrics.segmentation import SegmentationEvaluator, iou_from_confusion
 
-MSRS = Path("/work/shared/datasets/msrs")
 MSRS_SEG_CLASSES = [
     "unlabelled", "car", "person", "bike", "curve", "car_stop", "guardrail", "color_cone", "bump",
 ]
@@ -109,10 +108,10 @@ def test_class_names_must_match_count() -> None:
         SegmentationEvaluator(3, class_names=["a", "b"])
 
 
-def test_real_msrs_format_maps() -> None:
+def test_real_msrs_format_maps(msrs_root: Path) -> None:
     """BDLFusion's 9-class MSRS-format maps (seed predictions, not ground truth) against themselves
     and against a copy shifted by 8 pixels: per-class IoU 1 vs. strictly between 0 and 1."""
-    files = sorted((MSRS / "seg_bdlfusion_pred").glob("*.png"))[:5]
+    files = sorted((msrs_root / "seg_bdlfusion_pred").glob("*.png"))[:5]
     assert files, "no MSRS-format segmentation maps found"
     same = SegmentationEvaluator(9, class_names=MSRS_SEG_CLASSES)
     shifted = SegmentationEvaluator(9, class_names=MSRS_SEG_CLASSES)

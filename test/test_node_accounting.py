@@ -63,15 +63,28 @@ def test_camera_health_counts_only_while_active() -> None:
     assert stats.status(health=(ERROR, "no frames")).message == "inactive: deactivated"
 
 
-def test_pairing_values_show_the_offset_of_unpaired_frames() -> None:
-    pairer = StampPairer(15 * MS, queue_size=5)
-    for i in range(5):  # IR 500 ms behind visible: nothing pairs
-        pairer.push("visible", i * 100 * MS + 500 * MS, None)
-        pairer.push("ir", i * 100 * MS, None)
-    values = dict(pairing_values(pairer.stats, {"ir": pairer.pending("ir"), "visible": 1}))
+@pytest.mark.parametrize(("rate_hz", "ir_lag_ms"), [(5.0, 500.0), (30.0, 500.0), (10.0, -40.0)])
+def test_unpaired_offset_is_the_real_stamp_offset_of_the_cameras(rate_hz: float, ir_lag_ms: float) -> None:
+    """Frames arriving together but stamped ``ir_lag_ms`` apart read -``ir_lag_ms`` (visible - IR),
+    also where the offset exceeds the frame period (the nearest-frame difference would read at
+    most half a period: about 100 ms for 500 ms at 5 Hz)."""
+    intake = FrameIntake(StampPairer(15 * MS, queue_size=5), stale_s=5.0, policy="degrade", now=0.0)
+    period_s = 1.0 / rate_hz
+    for i in range(int(3 * rate_hz)):  # 3 s of both cameras
+        now = 1.0 + i * period_s
+        arrival_ns = round(now * 1e9)
+        assert intake.push("visible", arrival_ns, i, now) == []
+        assert intake.push("ir", arrival_ns + round(ir_lag_ms * MS), i, now + 0.001) == []
+    values = dict(intake.values())
     assert values["paired"] == "0" and values["skew_ms_max"] == "0.000"
-    assert values["unpaired_offset_ms_last"] == "100.000"  # to the nearest visible frame
-    assert values["pending_visible"] == "1" and values["stamp_resets"] == "0"
+    assert float(values["unpaired_offset_ms_last"]) == pytest.approx(-ir_lag_ms, abs=1.01)
+    assert values["stamp_resets"] == "0"
+
+
+def test_pairing_values_read_nan_before_any_frame_went_unpaired() -> None:
+    pairer = StampPairer(15 * MS, queue_size=5)
+    values = dict(pairing_values(pairer.stats, {"ir": 0, "visible": 1}))
+    assert values["unpaired_offset_ms_last"] == "nan" and values["pending_visible"] == "1"
 
 
 # ------------------------------------------------------------------------------------ liveness

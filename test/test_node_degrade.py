@@ -1,4 +1,4 @@
-"""Graceful degradation (issue 9, item 5): one camera goes dark, then comes back; both go dark.
+"""Graceful degradation (docs/ROBOT.md section 4): one camera goes dark, then comes back; both go dark.
 
 The node (shipped config, ``stale_input_s`` 0.5 s, ``stale_error_s`` 1.5 s, per-frame ``~/timing``)
 is fed by the camera stand-in in another process; the test switches the camera's streams off and
@@ -32,14 +32,14 @@ class Rig:
     executor: object
 
     def until(self, done, timeout_s: float = 20.0, what: str = "") -> None:
-        from fusion_perception.ros.probe import spin_until
+        from fusion_perception.ros.client import spin_until
 
         ok = spin_until(self.executor, done, timeout_s)
         assert self.node.alive(), self.node.log()[-3000:]
         assert ok, f"{what}: last statuses {self.messages()[-4:]}\n{self.node.log()[-1500:]}"
 
     def wait(self, seconds: float) -> None:
-        from fusion_perception.ros.probe import spin_until
+        from fusion_perception.ros.client import spin_until
 
         spin_until(self.executor, lambda: False, seconds)
 
@@ -70,7 +70,7 @@ def rig(ros_context, model_path: Path, tmp_path: Path) -> Iterator[Rig]:
     from conftest import CameraProcess, NodeProcess, spinning
     from rclpy.node import Node
 
-    from fusion_perception.ros.probe import OutputCollector, spin_until
+    from fusion_perception.ros.client import OutputCollector, spin_until
 
     class _Collector(OutputCollector):
         """Also keeps when each status arrived, to tell statuses before a switch from those after."""
@@ -160,7 +160,7 @@ def test_a_returning_camera_pairs_from_its_first_frame_and_every_frame_is_counte
     """
     from test_node_delivery import frame_ledger
 
-    from fusion_perception.ros.probe import spin_until
+    from fusion_perception.ros.client import spin_until
 
     rig.until(lambda: any(d == 0 for _, d in rig.timings_after(0)), 60.0, "no paired output")
     t_off = time.time_ns()

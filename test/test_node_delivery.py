@@ -1,4 +1,4 @@
-"""Delivery (issue 9, item 1): every pair a camera process sends at 30 Hz is an output or a counted drop.
+"""Delivery (docs/ROBOT.md section 2): each pair a camera process sends is an output or a counted drop.
 
 Three processes, as on a robot: the node from the shipped config (sensor-data QoS, the shipped
 Fast DDS profile), the camera stand-in publishing 640x480 pairs (IR mono8 + visible bgr8) best
@@ -28,7 +28,7 @@ def graph(ros_context, model_path: Path, tmp_path: Path) -> Iterator[tuple[objec
     from conftest import NodeProcess
     from rclpy.executors import SingleThreadedExecutor
 
-    from fusion_perception.ros.probe import OutputCollector, spin_until
+    from fusion_perception.ros.client import OutputCollector, spin_until
 
     node = NodeProcess(tmp_path / "node.log", {"model_file_path": model_path, "diagnostics_period_s": 0.5},
                        name=NODE)
@@ -72,7 +72,7 @@ def frame_ledger(values: dict[str, str], sent: dict[str, list[int]], outputs_see
 def test_every_pair_from_a_30hz_camera_process_is_an_output_or_a_counted_drop(graph, tmp_path: Path) -> None:
     from conftest import CameraProcess
 
-    from fusion_perception.ros.probe import spin_until
+    from fusion_perception.ros.client import spin_until
 
     node, col, executor = graph
     camera = CameraProcess(tmp_path / "camera.log", {

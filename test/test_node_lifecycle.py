@@ -53,7 +53,7 @@ def _start(tmp_path: Path, name: str, **params) -> object:
     ({"sync_slop_s": 5.0}, "sync_slop_s"),
 ], ids=["missing_model", "qos_typo", "slop_out_of_range"])
 def test_bad_configuration_fails_configure_and_process_stays_up(client, tmp_path, model_path, params, reason):
-    from fusion_perception.ros.probe import spin_until
+    from fusion_perception.ros.client import spin_until
 
     name = "bad_config"
     node = _start(tmp_path, name, **{"model_file_path": model_path, **params})
@@ -83,7 +83,8 @@ def test_plain_start_serves_sensor_data_and_cycles_lifecycle(client, tmp_path, m
     from rcl_interfaces.msg import ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
 
-    from fusion_perception.ros.probe import OutputCollector, PairPublisher, sample_pairs, spin_until
+    from fusion_perception.assets import load_sample_pairs as sample_pairs
+    from fusion_perception.ros.client import OutputCollector, PairPublisher, spin_until
 
     name = "fusion_perception"
     node = _start(tmp_path, name, model_file_path=model_path)
@@ -122,6 +123,8 @@ def test_plain_start_serves_sensor_data_and_cycles_lifecycle(client, tmp_path, m
         ok, why = set_param("input_qos", text)
         assert not ok and "read-only" in why.lower().replace(" ", "-")
         assert set_param("score_threshold", dbl(0.5))[0]
+        # the latched class table follows the threshold in force
+        assert spin_until(executor, lambda: abs(col.label_info["detections"].threshold - 0.5) < 1e-9, 10.0)
 
         assert _transition(client, name, "deactivate") and _transition(client, name, "cleanup")
         assert _state(client, name) == "unconfigured"

@@ -2,7 +2,7 @@
 
 One node subprocess (the console script with the package's params file) serves the whole module;
 the test process publishes pairs and collects outputs with the harness nodes in
-``fusion_perception.ros.probe``. Pairs are sent in lockstep (next pair after the previous outputs
+``fusion_perception.ros.client``. Pairs are sent in lockstep (next pair after the previous outputs
 arrived), so these tests check correctness, not throughput (benchmarks/bench_runtime.py does that).
 Inputs are sent reliably (``input_qos: reliable``): best-effort 900 kB frames between processes can
 be lost, which would make a lockstep test flaky; test_node_lifecycle.py covers the sensor-data default.
@@ -35,7 +35,7 @@ class Graph:
     pairs: list
 
     def spin_until(self, done, timeout_s: float = 15.0) -> bool:
-        from fusion_perception.ros.probe import spin_until
+        from fusion_perception.ros.client import spin_until
 
         ok = spin_until(self.executor, done, timeout_s)
         assert self.node.alive(), f"node process died:\n{self.node.log()[-3000:]}"
@@ -64,7 +64,8 @@ def graph(ros_context, model_path: Path, tmp_path_factory) -> Iterator[Graph]:
     from conftest import NodeProcess
     from rclpy.executors import SingleThreadedExecutor
 
-    from fusion_perception.ros.probe import OutputCollector, PairPublisher, sample_pairs
+    from fusion_perception.assets import load_sample_pairs as sample_pairs
+    from fusion_perception.ros.client import OutputCollector, PairPublisher
 
     node = NodeProcess(tmp_path_factory.mktemp("node") / "node.log", {
         "model_file_path": model_path, "sync_slop_s": SLOP_S, "stale_input_s": STALE_S,
@@ -78,7 +79,8 @@ def graph(ros_context, model_path: Path, tmp_path_factory) -> Iterator[Graph]:
     try:
         # Handshake: the node is active once its latched LabelInfo arrives and it subscribes to us.
         assert g.spin_until(lambda: pub.matched() and len(col.label_info) == 2, 30.0), node.log()[-3000:]
-        g.spin_until(lambda: False, 1.0)  # ROS_ON_PIP.md: first messages after discovery can be lost
+        # DDS can lose the first messages after discovery (docs/DESIGN.md "Conventions")
+        g.spin_until(lambda: False, 1.0)
         yield g
     finally:
         executor.shutdown()

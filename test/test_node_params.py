@@ -16,7 +16,13 @@ from fusion_perception.ros.params import (
     unknown_parameters,
 )
 from fusion_perception.ros.process import params_file_error, params_files
-from fusion_perception.ros.transport import PROFILE_VARS, configure_dds_transport, shipped_profile
+from fusion_perception.ros.transport import (
+    PROFILE_VARS,
+    XML_QOS_VAR,
+    configure_dds_transport,
+    shipped_profile,
+    use_profile_reader_memory,
+)
 from fusion_perception.ros.worker import LatestWorker
 
 
@@ -140,6 +146,25 @@ def test_dds_profile_is_used_unless_the_user_chose_a_transport() -> None:
     ns = {"p": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
     (participant,) = root.findall("p:participant", ns)
     assert participant.get("is_default_profile") == "true"
+    # readers free each sample's buffer; writers keep rmw_fastrtps's own defaults; rmw reads both
+    # only with XML_QOS_VAR, which the node's process alone sets (use_profile_reader_memory)
+    assert XML_QOS_VAR not in env
+    (reader,) = root.findall("p:data_reader", ns)
+    assert reader.get("is_default_profile") == "true"
+    assert reader.findtext("p:historyMemoryPolicy", None, ns) == "DYNAMIC"
+    (writer,) = root.findall("p:data_writer", ns)
+    assert writer.findtext("p:qos/p:publishMode/p:kind", None, ns) == "ASYNCHRONOUS"
+    assert writer.findtext("p:historyMemoryPolicy", None, ns) == "PREALLOCATED_WITH_REALLOC"
     for user in ({PROFILE_VARS[1]: "/robot/dds.xml"}, {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"}):
         env = dict(user)
         assert "from the environment" in configure_dds_transport(env) and env == user
+        assert not use_profile_reader_memory(env) and env == user  # a user's profile: leave rmw alone
+
+
+def test_only_the_shipped_profile_turns_the_reader_memory_policy_on() -> None:
+    env: dict[str, str] = {}
+    configure_dds_transport(env)
+    assert use_profile_reader_memory(env) and env[XML_QOS_VAR] == "1"
+    assert not use_profile_reader_memory(env)  # already set: kept as it is
+    chosen = {PROFILE_VARS[0]: str(shipped_profile()), XML_QOS_VAR: "0"}
+    assert not use_profile_reader_memory(chosen) and chosen[XML_QOS_VAR] == "0"

@@ -87,9 +87,8 @@ def test_offset_beyond_slop_never_pairs() -> None:
     assert _feed(pairer, events) == []
     assert pairer.stats.paired == 0
     assert pairer.stats.unpaired["ir"] + pairer.stats.unpaired["visible"] >= 38
-    # the offset stays visible although nothing paired (skew of paired frames stays 0)
+    # skew of paired frames stays 0: the offset shows in the node's unpaired_offset_ms_last instead
     assert pairer.stats.max_abs_skew_ns == 0
-    assert pairer.stats.last_unpaired_offset_ns == -2 * SLOP  # visible - IR
 
 
 def test_offset_of_a_whole_period_pairs_with_the_neighbour() -> None:
@@ -121,6 +120,47 @@ def test_time_jumping_back_restarts_pairing_at_once_and_counts_the_reset() -> No
     stalled = StampPairer(SLOP, queue_size=5)
     _feed(stalled, one_pass)
     assert _feed(stalled, one_pass) == [] and stalled.stats.out_of_order["ir"] == 10
+
+
+@pytest.mark.parametrize("late", ["visible", "ir"])
+def test_each_loop_wrap_is_one_reset_and_loses_no_pair(late: str) -> None:
+    """A looped 8-pair bag, 5 passes (4 wraps), where at every wrap the ``late`` camera's last frame
+    of a pass arrives 10 ms after the other camera's first frame of the next pass."""
+    first = "ir" if late == "visible" else "visible"
+    pairer = StampPairer(SLOP, queue_size=5, jump_reset_ns=5 * PERIOD)
+    events: list[tuple[str, int]] = []
+    for _ in range(5):
+        one_pass = [e for i in range(8) for e in ((first, i * PERIOD), (late, i * PERIOD + MS))]
+        if events:  # the late camera's last frame of the previous pass comes after this pass's first
+            events.insert(len(events) - 1, one_pass.pop(0))
+            events.append(one_pass.pop(0))
+        events += one_pass
+    pairs = _feed(pairer, events)
+    assert len(pairs) == 40 and pairer.stats.paired == 40
+    assert pairer.stats.resets == 4
+    assert sum(pairer.stats.dropped(s) for s in ("ir", "visible")) == 0, pairer.stats
+
+
+def test_a_camera_jumping_to_another_timeline_starts_an_epoch_and_stale_frames_count_as_reset() -> None:
+    pairer = StampPairer(SLOP, queue_size=5, jump_reset_ns=5 * PERIOD)
+    _feed(pairer, [("ir", 100 * PERIOD), ("visible", 100 * PERIOD), ("ir", 101 * PERIOD)])
+    assert _feed(pairer, [("visible", 0)]) == [] and pairer.stats.resets == 1  # visible restarts alone
+    # IR jumps back too, but far from visible's new timeline: a timeline of its own, another reset
+    assert _feed(pairer, [("ir", 50 * PERIOD)]) == [] and pairer.stats.resets == 2
+    assert pairer.stats.reset["ir"] == 1  # 101 could only have paired on the first timeline
+    # the streams on one timeline again: the visible camera joins IR's
+    assert _feed(pairer, [("visible", 50 * PERIOD + MS)]) == [(50 * PERIOD, 50 * PERIOD + MS)]
+    assert pairer.stats.resets == 2 and pairer.stats.reset["visible"] == 1
+
+
+def test_one_glitched_stamp_costs_one_reset_and_pairing_goes_on() -> None:
+    """One IR frame stamped far in the future: IR's next frame jumps back (a reset), and the visible
+    camera, which never jumped, joins the new epoch with its next frame."""
+    pairer = StampPairer(SLOP, queue_size=5, jump_reset_ns=5 * PERIOD)
+    events = [("ir", 0), ("visible", 0), ("ir", 500 * PERIOD), ("ir", PERIOD), ("visible", PERIOD),
+              ("ir", 2 * PERIOD), ("visible", 2 * PERIOD)]
+    assert _feed(pairer, events) == [(0, 0), (PERIOD, PERIOD), (2 * PERIOD, 2 * PERIOD)]
+    assert pairer.stats.resets == 1 and pairer.stats.reset == {"ir": 1, "visible": 0}
 
 
 def test_small_steps_back_stay_out_of_order_and_queued_frames_count_as_reset() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -14,8 +16,6 @@ from fusion_perception.preprocessing import (
     prepare_pair,
     thermal_to_unit,
 )
-
-MSRS = "/work/shared/datasets/msrs"
 
 
 def test_fixed_gain_maps_the_window_linearly_and_clips() -> None:
@@ -36,8 +36,8 @@ def test_percentile_gain_ignores_hot_spots() -> None:
     assert 0.4 < float(np.median(out)) < 0.6
 
 
-def test_subsampled_percentiles_match_full_ones_on_a_real_frame() -> None:
-    ir8 = cv2.imread(f"{MSRS}/ir/00001D.png", cv2.IMREAD_GRAYSCALE)
+def test_subsampled_percentiles_match_full_ones_on_a_real_frame(msrs_root: Path) -> None:
+    ir8 = cv2.imread(str(msrs_root / "ir" / "00001D.png"), cv2.IMREAD_GRAYSCALE)
     counts = (ir8.astype(np.uint16) * 100 + 15000).astype(np.uint16)
     full = GainControl(subsample=1).window(counts)
     sub = GainControl(subsample=4).window(counts)
@@ -95,3 +95,26 @@ def test_box_drawn_on_the_network_input_covers_the_same_object_in_the_source() -
 def test_prepare_pair_rejects_unregistered_size_mismatch() -> None:
     with pytest.raises(ImageShapeError, match="set a homography"):
         prepare_pair(np.zeros((240, 320), np.uint8), np.zeros((480, 640, 3), np.uint8), PreprocessConfig())
+
+
+def test_small_mono16_ir_is_gain_controlled_as_sent_then_warped_into_the_network_grid() -> None:
+    """A 320x256 radiometric IR frame registered onto half of a 1280x720 visible frame: the window
+    comes from the IR frame itself (the empty border of the warped frame would have dragged the
+    low percentile to 0), and the one warp lands the IR where the homography says, in network pixels."""
+    rng = np.random.default_rng(0)
+    ir = rng.integers(1000, 2001, (256, 320)).astype(np.uint16)
+    ir[100:156, 140:180] = 3000  # a warm block, to find after the warp
+    # IR -> visible: scale 2 and shift right by 640, so IR covers x in [640, 1280), y in [0, 512)
+    homography = ((2.0, 0.0, 640.0), (0.0, 2.0, 0.0), (0.0, 0.0, 1.0))
+    config = PreprocessConfig(network_size=(640, 480), homography=homography)
+    prepared = prepare_pair(ir, np.zeros((720, 1280, 3), np.uint8), config)
+    net_ir = prepared.ir[0, 0]
+    assert net_ir.shape == (480, 640)
+    covered = net_ir[: int(512 * 480 / 720) - 2, 322:]  # the IR field of view in network pixels
+    lo, hi = GainControl().window(ir)
+    expected = np.clip((ir.astype(np.float32) - lo) / (hi - lo), 0, 1)
+    assert covered.min() < 0.05 and np.median(covered) == pytest.approx(np.median(expected), abs=0.05)
+    assert net_ir[:, :318].max() == 0.0 and net_ir[int(512 * 480 / 720) + 2:].max() == 0.0  # no IR there
+    # the warm block: IR rows 100..156, cols 140..180 -> visible x 920..1000, y 200..312 -> network /2, /1.5
+    block = net_ir[int(200 / 1.5) + 2:int(312 / 1.5) - 2, 460 + 2:500 - 2]
+    assert block.min() == pytest.approx(1.0)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fusion_perception.assets import load_sample_pairs as sample_pairs
 from fusion_perception.image_encoding import encode_image
 from fusion_perception.ros.params import SPECS, settings_from_values
-from fusion_perception.ros.probe import sample_pairs
 from fusion_perception.ros.worker import HandoffStage
 from fusion_perception.runtime.backend import OnnxRuntimeBackend
 from fusion_perception.runtime.pipeline import Pipeline, PipelineConfig
@@ -73,10 +73,9 @@ def test_colour_restoration_off_skips_only_the_fused_image(model_path: Path, pai
         lean_pipeline.segmentation_overlay(lean)
 
 
-def test_node_turns_colour_restoration_off_only_when_no_image_output_needs_it() -> None:
-    from fusion_perception.ros.node import FusionPerceptionNode
+def test_settings_turn_colour_restoration_off_only_when_no_image_output_needs_it() -> None:
+    from fusion_perception.ros.pipeline_setup import pipeline_config as config
 
-    config = FusionPerceptionNode._pipeline_config
     for fused, overlay in ((True, True), (True, False), (False, True), (False, False)):
         s = settings_from_values({"publish_fused": fused, "publish_overlay": overlay})
         assert config(s).restore_colour == (fused or overlay)

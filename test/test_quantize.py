@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 import pytest
 
+from fusion_perception.assets import load_sample_pairs as sample_pairs
+from fusion_perception.backend_factory import create_backend
 from fusion_perception.errors import DatasetError, ModelFormatError
 from fusion_perception.export.quantize import (
     QUANT_METADATA_KEY,
@@ -23,13 +25,11 @@ from fusion_perception.export.quantize import (
     tail_nodes,
 )
 from fusion_perception.export.quantize_cli import main
-from fusion_perception.ros.probe import sample_pairs
 from fusion_perception.runtime.backend import OnnxRuntimeBackend
-from fusion_perception.runtime.backends import create_backend, int8_model_path
+from fusion_perception.runtime.backends import int8_model_path
 from fusion_perception.runtime.model_info import INPUT_NAMES, METADATA_KEY, OUTPUT_NAMES
 from fusion_perception.runtime.pipeline import Pipeline
 
-MSRS = Path("/work/shared/datasets/msrs")
 CALIB_PAIRS = 4
 #: Allowed |INT8 - FP32| of the fused image in uint8 levels (0-255) on a real val pair, with only
 #: 4 calibration pairs: mean and 99th percentile over pixels. Measured on the shipped model: default
@@ -38,16 +38,16 @@ CALIB_PAIRS = 4
 FUSED_MEAN_LEVELS = 0.1
 FUSED_P99_LEVELS = 2.0
 
-pytestmark = pytest.mark.skipif(not MSRS.is_dir(), reason="MSRS dataset (/work/shared/datasets/msrs) absent")
-
 
 @pytest.fixture(scope="module")
-def quantized(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    """(FP32 copy, its INT8 sibling, the facts) in a temporary folder."""
+def quantized(
+    model_path: Path, msrs_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, dict]:
+    """(FP32 copy, its INT8 sibling, the facts) in a temporary folder; skips without MSRS."""
     folder = tmp_path_factory.mktemp("quantize")
     fp32 = folder / "model.onnx"
     shutil.copy(model_path, fp32)
-    pairs = calibration_pairs(MSRS, "train", CALIB_PAIRS)
+    pairs = calibration_pairs(msrs_root, "train", CALIB_PAIRS)
     facts = quantize_model(fp32, int8_model_path(fp32), pairs)
     return fp32, int8_model_path(fp32), facts
 
@@ -58,7 +58,9 @@ def _io(path: Path) -> dict[str, list]:
     return {v.name: dims(v) for v in (*model.graph.input, *model.graph.output)}
 
 
-def test_int8_model_keeps_io_contract_and_metadata(quantized: tuple[Path, Path, dict]) -> None:
+def test_int8_model_keeps_io_contract_and_metadata(
+    quantized: tuple[Path, Path, dict], msrs_root: Path
+) -> None:
     fp32, int8, facts = quantized
     assert int8.name == "model_int8.onnx"
     backend = OnnxRuntimeBackend(int8)  # the project's backend validates names and metadata
@@ -68,7 +70,7 @@ def test_int8_model_keeps_io_contract_and_metadata(quantized: tuple[Path, Path, 
     assert METADATA_KEY in props and json.loads(props[QUANT_METADATA_KEY]) == facts
     beside = json.loads((int8.parent / "model_int8.quantization.json").read_text())
     assert beside == facts and facts["calibration_pairs"] == CALIB_PAIRS
-    train = set((MSRS / "splits" / "train.txt").read_text().split())
+    train = set((msrs_root / "splits" / "train.txt").read_text().split())
     assert set(facts["calibration_names"]) <= train  # calibration never sees val pairs
 
 
@@ -120,14 +122,14 @@ def test_precision_int8_loads_the_sibling_and_fails_clearly_without_it(
         create_backend("onnxruntime", lonely, precision="int8")
 
 
-def test_bad_requests_fail_with_a_reason(model_path: Path, tmp_path: Path, capsys) -> None:
-    args = [str(model_path), "--out", str(tmp_path / "q.onnx"), "--calib", str(MSRS)]
+def test_bad_requests_fail_with_a_reason(model_path: Path, msrs_root: Path, tmp_path: Path, capsys) -> None:
+    args = [str(model_path), "--out", str(tmp_path / "q.onnx"), "--calib", str(msrs_root)]
     assert main([*args, "--limit", "1", "--exclude", "nope*"]) == 2
     assert "matches no node" in capsys.readouterr().err
     assert main([*args, "--split", "no_such_split"]) == 2
     assert "no_such_split" in capsys.readouterr().err
     with pytest.raises(ValueError, match="overwrite"):
-        quantize_model(model_path, model_path, calibration_pairs(MSRS, "train", 1))
+        quantize_model(model_path, model_path, calibration_pairs(msrs_root, "train", 1))
     with pytest.raises(ValueError, match="calibrate_method"):
         QuantizeOptions(calibrate_method="mse")
     with pytest.raises(DatasetError):

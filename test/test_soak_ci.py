@@ -1,4 +1,4 @@
-"""No decay (issue 9, item 3): the soak benchmark's verdict, and its short CI variant over real DDS.
+"""No decay (docs/ROBOT.md section 7): the soak benchmark's verdict, and its short CI variant over real DDS.
 
 The acceptance run is 30 minutes (``benchmarks/bench_soak.py``, docs/ROBOT.md); here the verdict
 logic is pinned on synthetic series (a halving after 4 minutes must fail, noise must not), and the
@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench():
+    if str(REPO / "benchmarks") not in sys.path:  # the benchmarks import their _report helper
+        sys.path.insert(0, str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location("bench_soak", REPO / "benchmarks" / "bench_soak.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -70,7 +72,9 @@ def test_rss_swinging_with_the_heap_high_water_mark_is_not_growth() -> None:
 
 @pytest.mark.ros
 @pytest.mark.timeout(400)
-def test_ci_soak_keeps_rate_latency_memory_and_accounting(model_path: Path, tmp_path: Path) -> None:
+def test_ci_soak_keeps_outputs_flowing_and_every_frame_accounted(model_path: Path, tmp_path: Path) -> None:
+    """90 s over real DDS decides accounting and flow; rate, latency and memory trends need the
+    30-minute run (a 90 s RSS trend once read 6.0 MB on a flat run)."""
     bench = _bench()
     out = tmp_path / "soak.json"
     code = bench.main(["--ci", "--model", str(model_path), "--json", str(out), "--keep-logs", str(tmp_path)])
@@ -78,4 +82,5 @@ def test_ci_soak_keeps_rate_latency_memory_and_accounting(model_path: Path, tmp_
 
     result = json.loads(out.read_text())
     assert code == 0, (result["verdict"], result["accounting"], result["windows"])
+    assert set(result["verdict"]["checks"]) == {"every_frame_accounted", "outputs_in_every_window"}
     assert all(a["unaccounted"] == 0 and a["sent"] > 1000 for a in result["accounting"].values())

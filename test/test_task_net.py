@@ -71,7 +71,8 @@ def test_output_contract_and_strides(task_scale: int) -> None:
     assert det.shape == (1, anchors, 4 + 3)
     assert bool((det[..., :4] > 0).all())
     decoded = decode_detections(
-        det[0].numpy(), input_size=(160, 128), strides=net.det_strides, score_threshold=0.0
+        det[0].numpy(), input_size=(160, 128), strides=net.det_strides, score_threshold=0.0,
+        iou_threshold=0.5, max_detections=100,
     )
     assert len(decoded) > 0
 

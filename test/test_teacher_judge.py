@@ -33,7 +33,6 @@ from fusion_perception.teacher.runner import Teacher, ensure_onnx
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS_DIR = REPO / "data" / "teacher_labels"
-MSRS = Path("/work/shared/datasets/msrs")
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +128,9 @@ def test_evaluate_judge_labels_every_figure_when_the_teacher_was_in_the_objectiv
     assert judge["results"]["mapped"]["visible"]["mAP50"] > 0.1  # real pairs, real teacher
 
 
-def test_bag_evaluate_judge_runs_torch_free_code_on_a_real_bag(tmp_path: Path, teacher: Teacher) -> None:
+def test_bag_evaluate_judge_runs_torch_free_code_on_a_real_bag(
+    tmp_path: Path, teacher: Teacher, folder: Path
+) -> None:
     pytest.importorskip("torch")
     from fusion_perception.bag.cli import main
     from fusion_perception.bag.make import MakeOptions, make_bag
@@ -137,7 +138,8 @@ def test_bag_evaluate_judge_runs_torch_free_code_on_a_real_bag(tmp_path: Path, t
     from fusion_perception.models.checkpoint import random_deployed
 
     model = export_onnx(random_deployed(seed=1), tmp_path / "model.onnx")
-    make_bag(MSRS, tmp_path / "bag", MakeOptions(names=("00008N", "00081D"), rate_hz=10.0))
+    names = tuple(pair.name for pair in sample_pairs()[:2])  # real MSRS val pairs with their labels
+    make_bag(folder, tmp_path / "bag", MakeOptions(names=names, rate_hz=10.0))
     argv = ["evaluate", str(tmp_path / "bag"), "--json", str(tmp_path / "eval.json"), "--model", str(model)]
     assert main([*argv, "--no-output-bag", "--metrics-every", "0", "--no-progress", "--judge"]) == 0
     judge = json.loads((tmp_path / "eval.json").read_text())["judge"]
@@ -175,17 +177,17 @@ def test_label_json_schema_and_round_trip(folder: Path, tmp_path: Path, teacher:
     assert val.meta["purpose"] == "evaluation_only" and set(val.images) == set(labels.images)
 
 
-def test_committed_label_files_cover_every_pair_folder() -> None:
+def test_committed_label_files_cover_every_pair_folder(data_root: Path, msrs_root: Path) -> None:
     expected = {
-        "msrs_train.json": (MSRS, "train", "training"),
-        "msrs_val_eval_only.json": (MSRS, "val", "evaluation_only"),
-        "roadscene.json": (MSRS.parent / "roadscene", None, "training"),
-        "tno.json": (MSRS.parent / "tno", None, "training"),
-        "llvip_samples_train.json": (MSRS.parent / "llvip_samples" / "train", None, "training"),
-        "llvip_samples_test.json": (MSRS.parent / "llvip_samples" / "test", None, "training"),
+        "msrs_train.json": (msrs_root, "train", "training"),
+        "msrs_val_eval_only.json": (msrs_root, "val", "evaluation_only"),
+        "roadscene.json": (data_root / "roadscene", None, "training"),
+        "tno.json": (data_root / "tno", None, "training"),
+        "llvip_samples_train.json": (data_root / "llvip_samples" / "train", None, "training"),
+        "llvip_samples_test.json": (data_root / "llvip_samples" / "test", None, "training"),
     }
     assert sorted(p.name for p in LABELS_DIR.glob("*.json")) == sorted(expected)
-    val = set((MSRS / "splits" / "val.txt").read_text().split())
+    val = set((msrs_root / "splits" / "val.txt").read_text().split())
     for name, (root, split, purpose) in expected.items():
         labels = load_teacher_labels(LABELS_DIR / name, purpose=purpose)
         assert labels.meta["purpose"] == purpose and labels.meta["split"] == split

@@ -15,7 +15,7 @@ from fusion_perception.errors import ModelFormatError
 from fusion_perception.teacher.assets import MODEL_BIN, MODEL_JSON, SHA256, fetch, sha256_of, verify_sources
 from fusion_perception.teacher.tfjs import decode_attr, read_graph_model, read_weights
 
-#: ops of the NanoDet-g graph (DESIGN.md section 8), Const and Placeholder aside
+#: ops of the NanoDet-g graph (docs/DESIGN.md "Pretrained assets"), Const and Placeholder aside
 NANODET_OPS = {
     "Conv2D", "Add", "AddV2", "LeakyRelu", "Pad", "PadV2", "MaxPool", "ConcatV2", "ResizeBilinear",
     "Transpose", "Reshape", "SplitV", "Sigmoid", "SparseToDense", "Identity",
@@ -35,7 +35,7 @@ def test_reader_parses_the_nanodet_graph_and_manifest() -> None:
     assert {n.op for n in model.nodes} == NANODET_OPS
     assert sorted(model.outputs) == ["Identity", *(f"Identity_{i}" for i in range(1, 6))]
     floats = [a for a in model.constants.values() if a.dtype == np.float32 and a.ndim]
-    # 3.79 M parameters (DESIGN.md), all fp16 on disk, widened to float32 here.
+    # 3.79 M parameters (docs/DESIGN.md "Pretrained assets"), all fp16 on disk, widened to float32 here.
     assert sum(a.size for a in floats) == 3_786_068
     order = [n.name for n in model.topological_order()]
     assert len(order) == len(model.nodes) and len(set(order)) == len(order)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -90,14 +91,11 @@ def test_crop_and_flip_keep_images_boxes_and_masks_consistent() -> None:
     assert 0 < flips < 40  # both orientations occurred
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
 @pytest.mark.parametrize("folder", ["tno", "roadscene"])
-def test_unlabelled_folders_give_crops_of_the_training_size(folder: str) -> None:
-    root = SHARED / folder
-    if not root.is_dir():
-        pytest.skip(f"{root} not present")
+def test_unlabelled_folders_give_crops_of_the_training_size(
+    folder: str, dataset: Callable[[str], Path]
+) -> None:
+    root = dataset(folder)  # under $FUSION_PERCEPTION_DATA; skips when absent
     data = PairFolder(root, labelled=False, crop=(256, 224), seed=0)
     for i in range(0, len(data), max(1, len(data) // 5)):
         s = data[i]

@@ -55,7 +55,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=Path, help="label index (default: <bag>/labels.json if present)")
     p.add_argument("--metrics-every", type=int, default=1, help="fusion metrics on every n-th pair (0: none)")
     p.add_argument("--max-pairs", type=int, help="stop after this many pairs")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    p.add_argument("--threads", type=int, help="backend threads, 0: all cores (default: the node's threads)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--judge",
@@ -69,6 +69,7 @@ def _add_play(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bag", type=Path)
     p.add_argument("--rate", type=float, default=1.0, help="time factor (2 = twice as fast)")
     p.add_argument("--loop", action="store_true", help="start again at the end (Ctrl-C stops)")
+    p.add_argument("--loops", type=int, default=0, help="with --loop: stop after N passes (0: Ctrl-C)")
     p.add_argument("--clock", action="store_true", help="publish /clock (for use_sim_time)")
     p.add_argument("--topics", nargs="+", help="only these topics")
     p.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="rename topics")
@@ -175,6 +176,7 @@ def _play(args: argparse.Namespace) -> int:
     opts = PlayOptions(
         rate=args.rate,
         loop=args.loop,
+        loops=args.loops,
         clock=args.clock,
         topics=tuple(args.topics) if args.topics else None,
         remap=remap,

@@ -25,13 +25,13 @@ from tqdm import tqdm
 
 from ..errors import BagError, DatasetError, FusionPerceptionError
 from ..pairing import Pair, StampPairer
-from ..preprocessing import PreprocessConfig
 from ..ros.params import NodeSettings, settings_from_values
-from ..runtime.backend import OnnxRuntimeBackend
-from ..runtime.pipeline import PerceptionResult, Pipeline, PipelineConfig
+from ..ros.pipeline_setup import load_backend, pipeline_config, stamp_pairer
+from ..runtime.pipeline import PerceptionResult, Pipeline
+from ..vision_messages import label_infos
 from .atomic import atomic_bag, atomic_dir, check_free, write_json_atomic
 from .labels import INDEX_NAME, LabelIndex
-from .messages import DETECTIONS, IMAGE, LABEL_INFO, detections_msg, image_from_msg, image_msg, label_info_msg
+from .messages import DETECTIONS, IMAGE, LABEL_INFO, detections_msg, image_from_msg, image_msg, typestore
 from .reader import BagImages, Frame
 from .report import Sample, write_report
 
@@ -44,14 +44,15 @@ class EvaluateOptions:
 
     Args:
         params: node parameter values (as in the node's params file); unset ones take the node's defaults.
-        model: ONNX model; None = the node's ``model_file_path`` (the bundled default model).
+        model: ONNX model; None = the node's ``model_file_path`` (the bundled default model). Like
+            ``threads``, it is applied as that node parameter, so the backend is the node's.
         ir_topic, visible_topic: input topics in the bag; None = the node's topics made absolute.
         labels: label index; None = ``<bag>/labels.json`` when it exists.
         output_bag: where to write the outputs bag (MCAP); None = no output bag.
         report_dir: where to write the report folder; None = no report.
         metrics_every: compute fusion metrics on every n-th pair (0 = never); they cost ~0.1 s a pair.
         max_pairs: stop after this many pairs (None = the whole bag).
-        threads: ONNX Runtime intra-op threads (0 = every core).
+        threads: backend intra-op threads (0 = every core); None = the node's ``threads``.
         progress: show a tqdm progress bar on stderr.
         samples: sample frames saved in the report.
         judge: also score the fused, IR, visible, average and max images of every labelled pair
@@ -67,7 +68,7 @@ class EvaluateOptions:
     report_dir: Path | None = None
     metrics_every: int = 1
     max_pairs: int | None = None
-    threads: int = 0
+    threads: int | None = None
     progress: bool = True
     samples: int = 4
     judge: bool = False
@@ -114,25 +115,19 @@ def _absolute(topic: str) -> str:
     return topic if topic.startswith("/") else "/" + topic
 
 
-def pipeline_config(settings: NodeSettings) -> PipelineConfig:
-    """The PipelineConfig the node builds from its parameters."""
-    return PipelineConfig(
-        preprocess=PreprocessConfig(network_size=None, gain=settings.gain, homography=settings.homography),
-        score_threshold=settings.score_threshold,
-        iou_threshold=settings.iou_threshold,
-        max_detections=settings.max_detections,
-    )
-
-
 class _Run:
     """State of one evaluation: pipeline, writers, and what is measured per pair."""
 
     def __init__(
         self, settings: NodeSettings, opts: EvaluateOptions, labels: LabelIndex | None, expected_pairs: int
     ) -> None:
-        model = opts.model or settings.model_path
-        self.pipeline = Pipeline(OnnxRuntimeBackend(model, threads=opts.threads), pipeline_config(settings))
-        self.model_path = Path(model)
+        config = pipeline_config(settings)
+        if not config.restore_colour:
+            raise DatasetError("bag evaluate scores the fused image: publish_fused or publish_overlay "
+                               "must be true")
+        backend = load_backend(settings)
+        self.pipeline = Pipeline(backend, config)
+        self.model_path = Path(getattr(backend, "model_path", settings.model_path))  # int8: the sibling
         self.settings = settings
         self.opts = opts
         self.labels = labels
@@ -183,7 +178,8 @@ class _Run:
             ("labels", s.labels_topic, IMAGE),
             ("overlay", s.overlay_topic, IMAGE),
             ("detections", s.detections_topic, DETECTIONS),
-            ("label_info", s.detection_labels_topic, LABEL_INFO),
+            ("det_labels", s.detection_labels_topic, LABEL_INFO),
+            ("seg_labels", s.segmentation_labels_topic, LABEL_INFO),
         ):
             self.conns[key] = writer.add_connection(_absolute(topic), msgtype, typestore=store)
 
@@ -208,11 +204,13 @@ class _Run:
         }
         overlay = self.pipeline.segmentation_overlay(result)
         if self.writer is not None:
-            if index == 0:
-                self._write(
-                    "label_info", stamp, label_info_msg(self.pipeline.info.det_classes, header), LABEL_INFO
-                )
-            self._write("fused", stamp, image_msg(result.fused_bgr, header), IMAGE)
+            if index == 0:  # the node latches them; a bag holds them once, at its first output
+                tables = label_infos(typestore().types.__getitem__, self.pipeline.info, header,
+                                     self.settings.score_threshold)
+                self._write("det_labels", stamp, tables["detections"], LABEL_INFO)
+                self._write("seg_labels", stamp, tables["segmentation"], LABEL_INFO)
+            if self.settings.publish_fused:
+                self._write("fused", stamp, image_msg(result.fused_bgr, header), IMAGE)
             self._write("labels", stamp, image_msg(result.labels, header, "mono8"), IMAGE)
             if self.settings.publish_overlay:
                 self._write("overlay", stamp, image_msg(overlay, header), IMAGE)
@@ -345,7 +343,10 @@ def evaluate_bag(bag: Path, json_out: Path, options: EvaluateOptions | None = No
     """
     opts = options or EvaluateOptions()
     bag, json_out = Path(bag), Path(json_out)
-    settings = settings_from_values(opts.params)
+    overrides = {"model_file_path": str(opts.model)} if opts.model else {}
+    if opts.threads is not None:
+        overrides["threads"] = opts.threads
+    settings = settings_from_values({**opts.params, **overrides})
     opts = replace(
         opts,
         ir_topic=opts.ir_topic or _absolute(settings.ir_topic),
@@ -360,7 +361,7 @@ def evaluate_bag(bag: Path, json_out: Path, options: EvaluateOptions | None = No
         if opts.max_pairs:
             expected = min(expected, opts.max_pairs)
         run = _Run(settings, opts, labels, expected)
-        pairer: StampPairer[Frame] = StampPairer(settings.slop_ns, settings.queue_size)
+        pairer: StampPairer[Frame] = stamp_pairer(settings)
         bag_ctx = atomic_bag(opts.output_bag, "mcap") if opts.output_bag else contextlib.nullcontext(None)
         with bag_ctx as writer:
             run.open_outputs(writer)

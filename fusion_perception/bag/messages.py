@@ -23,6 +23,7 @@ from rosbags.typesys.store import Typestore
 from ..errors import BagError
 from ..image_encoding import decode_image, encode_image
 from ..runtime.postprocess import Detections
+from ..vision_messages import detection_array
 
 __all__ = [
     "CAMERA_INFO",
@@ -35,7 +36,6 @@ __all__ = [
     "header_msg",
     "image_from_msg",
     "image_msg",
-    "label_info_msg",
     "stamp_ns",
     "typestore",
     "vision_msgs_dir",
@@ -138,51 +138,6 @@ def camera_info_msg(width: int, height: int, header: Any, *, hfov_deg: float = 6
 
 
 def detections_msg(detections: Detections, header: Any) -> Any:
-    """``vision_msgs/Detection2DArray`` of boxes in source pixels, laid out as the node publishes them.
-
-    ``class_id`` is the class index as a string and ``id`` the detection's index, as in
-    ``fusion_perception.ros.messages.detections_to_msg``; names come from :func:`label_info_msg`.
-    """
-    types = typestore().types
-    pose = types["geometry_msgs/msg/PoseWithCovariance"](
-        pose=types["geometry_msgs/msg/Pose"](
-            position=types["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
-            orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
-        ),
-        covariance=np.zeros(36, np.float64),
-    )
-    items = []
-    for i, (box, score, cls) in enumerate(
-        zip(detections.boxes, detections.scores, detections.class_ids, strict=True)
-    ):
-        x1, y1, x2, y2 = (float(v) for v in box)
-        items.append(
-            types["vision_msgs/msg/Detection2D"](
-                header=header,
-                results=[
-                    types["vision_msgs/msg/ObjectHypothesisWithPose"](
-                        hypothesis=types["vision_msgs/msg/ObjectHypothesis"](
-                            class_id=str(int(cls)), score=float(score)
-                        ),
-                        pose=pose,
-                    )
-                ],
-                bbox=types["vision_msgs/msg/BoundingBox2D"](
-                    center=types["vision_msgs/msg/Pose2D"](
-                        position=types["vision_msgs/msg/Point2D"](x=(x1 + x2) / 2.0, y=(y1 + y2) / 2.0),
-                        theta=0.0,
-                    ),
-                    size_x=x2 - x1,
-                    size_y=y2 - y1,
-                ),
-                id=str(i),
-            )
-        )
-    return types[DETECTIONS](header=header, detections=items)
-
-
-def label_info_msg(names: tuple[str, ...], header: Any) -> Any:
-    """``vision_msgs/LabelInfo`` mapping class index -> name (what the node latches)."""
-    types = typestore().types
-    classes = [types["vision_msgs/msg/VisionClass"](class_id=i, class_name=n) for i, n in enumerate(names)]
-    return types[LABEL_INFO](header=header, class_map=classes, threshold=0.0)
+    """``vision_msgs/Detection2DArray`` of boxes in source pixels, built as the node builds it
+    (:func:`fusion_perception.vision_messages.detection_array`)."""
+    return detection_array(typestore().types.__getitem__, detections, header)

@@ -6,13 +6,12 @@ rosbag2's player is not on PyPI; rosbags reads the CDR bytes and rclpy publishes
 preceded by ``/clock`` = its log time, which drives nodes started with ``use_sim_time``.
 
 DDS may lose the first messages after discovery even once a subscriber is matched
-(ROS_ON_PIP.md): ``wait_for_subscribers_s`` waits for a subscriber on every image topic and
+(docs/DESIGN.md "Conventions"): ``wait_for_subscribers_s`` waits for a subscriber on every image topic and
 ``settle_s`` then pauses before the first message.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 from rosbags.rosbag2 import Reader
 
 from ..errors import BagError
+from ..ros.msg_types import rclpy_type
 from .messages import CLOCK, IMAGE
 
 __all__ = ["PlayOptions", "message_class", "play_bag"]
@@ -34,6 +34,7 @@ class PlayOptions:
     Args:
         rate: time factor (> 0); 2 plays twice as fast.
         loop: start again at the end until interrupted.
+        loops: with ``loop``, stop after this many passes (0 = until interrupted).
         clock: publish ``/clock`` before each message.
         topics: only these topics (None = all).
         remap: topic in the bag -> topic to publish on.
@@ -43,6 +44,7 @@ class PlayOptions:
 
     rate: float = 1.0
     loop: bool = False
+    loops: int = 0
     clock: bool = False
     topics: tuple[str, ...] | None = None
     remap: dict[str, str] = field(default_factory=dict)
@@ -52,15 +54,16 @@ class PlayOptions:
     def __post_init__(self) -> None:
         if not self.rate > 0:
             raise ValueError(f"rate must be > 0, got {self.rate}")
+        if self.loops < 0:
+            raise ValueError(f"loops must be >= 0, got {self.loops}")
         if self.wait_for_subscribers_s < 0 or self.settle_s < 0:
             raise ValueError("wait_for_subscribers_s and settle_s must be >= 0")
 
 
 def message_class(msgtype: str) -> type:
     """The rclpy message class of ``pkg/msg/Name``; BagError when it is not installed here."""
-    package, _, name = msgtype.partition("/msg/")
     try:
-        return getattr(importlib.import_module(f"{package}.msg"), name)
+        return rclpy_type(msgtype)
     except (ImportError, AttributeError) as err:
         raise BagError(
             f"cannot publish {msgtype}: its Python message package is not installed ({err})"
@@ -120,10 +123,11 @@ def play_bag(path: Path | str, options: PlayOptions | None = None) -> int:
         }
         clock_pub = node.create_publisher(message_class(CLOCK), "/clock", qos) if opts.clock else None
         _wait_for_subscribers(node, [pubs[c.id] for c in connections if c.msgtype == IMAGE], opts)
-        count = 0
+        count, passes = 0, 0
         while True:
             count += _play_once(reader, connections, pubs, clock_pub, opts)
-            if not opts.loop:
+            passes += 1
+            if not opts.loop or passes == opts.loops:
                 break
         # Reliable large messages are still in flight when the last publish() returns.
         for pub in pubs.values():

@@ -22,9 +22,9 @@ from ..image_pairs import find_pairs, read_pair
 from ..preprocessing import PreprocessConfig, prepare_pair
 from ..runtime.backends import build_engine_file, default_engine_cache, read_onnx_info
 from ..runtime.engine_cache import (
-    PRECISIONS,
     EngineKey,
     ShapeProfile,
+    check_precision,
     engine_path_for,
     file_sha256,
     resolve_engine,
@@ -112,8 +112,7 @@ class EngineBuildRequest:
     device: int = 0
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_precision(self.precision)
         if self.precision == "int8" and self.calib_dir is None:
             raise ValueError("INT8 needs calibration pairs: pass --calib-dir FOLDER (ir/ and vi/ inside)")
         if self.calib_count < 1:

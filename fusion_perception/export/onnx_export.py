@@ -16,6 +16,7 @@ import torch
 
 from ..models.deployed import DeployedModel
 from ..runtime.model_info import INPUT_NAMES, METADATA_KEY, OUTPUT_NAMES
+from .graph_passes import fold_zero_pads
 
 __all__ = ["export_onnx"]
 
@@ -66,6 +67,7 @@ def export_onnx(model: DeployedModel, path: Path | str, *, dynamic: bool = False
             dynamo=False,
         )
     proto = onnx.load(str(tmp))
+    folded = 0 if dynamic else fold_zero_pads(proto)  # see graph_passes: fixed sizes only
     meta = proto.metadata_props.add()
     meta.key, meta.value = METADATA_KEY, info.to_json()
     proto.producer_name = "fusion_perception"
@@ -73,10 +75,11 @@ def export_onnx(model: DeployedModel, path: Path | str, *, dynamic: bool = False
     onnx.save(proto, str(tmp))
     tmp.replace(path)
     log.info(
-        "export onnx: %s (%.1f KiB, %s, %.1f s)",
+        "export onnx: %s (%.1f KiB, %s, %d pad(s) folded into convolutions, %.1f s)",
         path,
         path.stat().st_size / 1024,
         "dynamic H/W" if dynamic else f"fixed {w}x{h}",
+        folded,
         time.perf_counter() - t0,
     )
     return path

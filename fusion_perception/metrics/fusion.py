@@ -1,7 +1,7 @@
 """Image-fusion quality metrics: EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM (NumPy/OpenCV/scikit-image).
 
 Papers disagree on scale, sums versus means and rounding, so every choice is fixed here and written
-down in docs/METRICS.md (DESIGN.md section 5):
+down in docs/METRICS.md (docs/DESIGN.md "Measuring quality"):
 
 * all metrics work on one grey channel on the 0-255 scale (BGR input is reduced to BT.601 luma Y);
 * histogram metrics (EN, MI) use 256 bins, one per uint8 level (float input is rounded), and log2;

@@ -1,6 +1,6 @@
 """Guided fusion network: IR + visible Y -> fused Y.
 
-The seeds' fusion nets (BDLFusion: conv + dilated residual dense blocks, ~0.42 M parameters) run
+The published fusion nets (BDLFusion: conv + dilated residual dense blocks, ~0.42 M parameters) run
 every layer at full resolution, ~2 FPS at 640x480 on a 2-core CPU. Here the network predicts, at
 1/``scale`` resolution (1/8 by default), a local affine model per pixel,
 

@@ -1,9 +1,9 @@
 """Loss net G of the learnable-loss schemes: two sources -> per-pixel weights of the fusion loss.
 
-TDFusion (Bai et al., 2024, "Task-driven image fusion with learnable fusion loss") and ReFusion
+TDFusion (Bai et al., CVPR 2025, "Task-driven image fusion with learnable fusion loss") and ReFusion
 (Bai et al., IJCV 2024, "ReFusion: Learning image fusion from reconstruction with learnable loss via
 meta-learning") replace the hand-set pixel weights of the fusion loss by the output of a small
-network trained by meta-learning (``training/meta.py``). The seeds' loss net is a two-stream
+network trained by meta-learning (``training/meta.py``). TDFusion's released loss net is a two-stream
 Restormer that outputs a softmax over 2 channels weighting the intensity term only. This one differs
 on purpose:
 

@@ -2,11 +2,11 @@
 
 A frame can vanish before any node code runs: lost in transport (Fast DDS notices the gap and
 raises the ``message_lost`` event), or overwritten in the subscription's history queue when the
-executor fell behind the camera (no event at all). The issue that motivated this module saw 457
-of 9000 frames vanish that way, uncounted. Each message carries its publisher's sequence number
-(``publication_sequence_number`` in rclpy's message info), so the node counts every gap between
-consecutive frames; the ``message_lost`` total says how many of those the transport lost, and the
-rest were overwritten in the queue (see :class:`LossLedger`).
+executor fell behind the camera (no event at all). Before this accounting (commit b2ed41c,
+2026-12-01) a run lost 457 of 9000 frames that way, uncounted. Each message carries its
+publisher's sequence number (``publication_sequence_number`` in rclpy's message info), so the node
+counts every gap between consecutive frames; the ``message_lost`` total says how many of those the
+transport lost, and the rest were overwritten in the queue (see :class:`LossLedger`).
 """
 
 from __future__ import annotations

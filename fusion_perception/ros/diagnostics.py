@@ -170,7 +170,7 @@ class NodeStats:
             elif health is not None and health[0] > OK:
                 level = max(level, health[0])
                 head.append(health[1])
-            reasons = head + self._period_messages()
+            reasons = head + [m for m in self._period_messages() if m not in head]  # each reason once
             values: list[tuple[str, str]] = [
                 ("backend", self.backend_name),
                 ("backend_state", self.backend_state),
@@ -200,14 +200,16 @@ class NodeStats:
         return Status(level, message[:500], tuple(values))
 
 
-def pairing_values(stats: PairingStats, pending: Mapping[str, int]) -> list[tuple[str, str]]:
+def pairing_values(stats: PairingStats, pending: Mapping[str, int],
+                   unpaired_offset_ns: int | None = None) -> list[tuple[str, str]]:
     """Key/values of the pairer: pairs, skew of paired frames, offset of unpaired ones, resets, queue.
 
-    ``unpaired_offset_ms_last`` (visible - IR between the latest unpaired frame and its nearest
-    partner candidate) shows cameras drifting apart even when nothing pairs any more (then the
-    skew of paired frames stays put); "nan" until a frame went unpaired that way.
+    ``unpaired_offset_ms_last`` (visible - IR stamp offset of frames that arrived together, taken
+    when the latest frame went unpaired; see ``FrameIntake._note_offset``) shows cameras drifting
+    apart even when nothing pairs any more (then the skew of paired frames stays put); "nan" until
+    a frame went unpaired.
     """
-    off = stats.last_unpaired_offset_ns
+    off = unpaired_offset_ns
     unpaired = "nan" if off is None else f"{off / 1e6:.3f}"
     return [
         ("paired", str(stats.paired)),

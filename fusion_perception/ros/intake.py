@@ -103,15 +103,21 @@ class FrameIntake(Generic[T]):
     """
 
     def __init__(self, pairer: StampPairer[T], stale_s: float, policy: str, now: float) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         self.pairer = pairer
-        self.policy = policy
+        self.set_policy(policy)
         self.watch = CameraWatch(now, stale_s)
         self.wait_s = pairer.slop_ns / 1e9  # how long a lone frame waits for its partner
         self.single: Counter[str] = Counter()  # frames processed alone, per stream
+        self.unpaired_offset_ns: int | None = None  # see :meth:`_note_offset`
+        self._stamp_lead: dict[str, int] = {}  # stream -> stamp - arrival of its newest frame
         self._no_partner: Counter[str] = Counter()
         self._held: _Held[T] | None = None
+
+    def set_policy(self, policy: str) -> None:
+        """Switch the single-camera policy (a runtime parameter change takes effect from the next frame)."""
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        self.policy = policy
 
     @property
     def holding(self) -> bool:
@@ -120,12 +126,30 @@ class FrameIntake(Generic[T]):
 
     def push(self, stream: Stream, stamp_ns: int, frame: T, now: float) -> list[Job[T]]:
         """One usable frame of ``stream``; returns the jobs it completes (zero, one, rarely more)."""
+        self._stamp_lead[stream] = stamp_ns - round(now * 1e9)
+        unpaired = sum(self.pairer.stats.unpaired.values())
         jobs = self._settle_held(stream, stamp_ns)
         self.watch.heard(stream, now)
         if not self.watch.alone(stream, now):
-            return jobs + [Job.of(pair) for pair in self.pairer.push(stream, stamp_ns, frame)]
-        self._held = _Held(stream, stamp_ns, frame, now)
+            jobs += [Job.of(pair) for pair in self.pairer.push(stream, stamp_ns, frame)]
+        else:
+            self._held = _Held(stream, stamp_ns, frame, now)
+        if sum(self.pairer.stats.unpaired.values()) > unpaired:
+            self._note_offset()
         return jobs
+
+    def _note_offset(self) -> None:
+        """Record the cameras' stamp offset when a frame went unpaired.
+
+        The offset is visible - IR between frames that *arrived* together: each stream's newest
+        stamp minus its arrival time (monotonic clock), then their difference. Comparing stamps
+        alone cannot tell it: with periodic cameras the nearest frame of the other camera is never
+        more than half a period away, so cameras 500 ms apart at 5 Hz would read about 100 ms. The
+        figure includes any difference in transport delay between the two cameras (a few ms on one
+        host), and it is None until both cameras were heard.
+        """
+        if len(self._stamp_lead) == len(STREAMS):
+            self.unpaired_offset_ns = self._stamp_lead["visible"] - self._stamp_lead["ir"]
 
     def expire(self, now: float) -> list[Job[T]]:
         """Send the held frame on alone once it has waited ``wait_s`` (monotonic ``now``) in vain."""
@@ -162,7 +186,7 @@ class FrameIntake(Generic[T]):
         held = self._held.stream if self._held is not None else None
         pending = {s: self.pairer.pending(s) + int(s == held) for s in STREAMS}
         alone = [(f"alone_{s}", str(self.single[s])) for s in STREAMS]
-        return [*pairing_values(self.pairer.stats, pending), *alone]
+        return [*pairing_values(self.pairer.stats, pending, self.unpaired_offset_ns), *alone]
 
     def drops(self) -> dict[tuple[str, str], int]:
         """(stream, reason) -> total of every frame dropped here or in the pairer."""

@@ -1,9 +1,8 @@
 """Message <-> array converters: one small pure function per message type (rclpy message classes only).
 
 Decoding goes through :func:`fusion_perception.image_encoding.decode_image` (no cv_bridge).
-Detections use ``class_id`` = the class *index* as a string ("0", "1", ...), matching the ids of
-the latched ``vision_msgs/LabelInfo`` that maps them to names; consumers look names up there, as
-vision_msgs intends, and ids stay stable when a model renames a class.
+Detections and class tables are built by :mod:`fusion_perception.vision_messages` (shared with the
+bag writer), given :func:`.msg_types.rclpy_type` as the message-class lookup.
 """
 
 from __future__ import annotations
@@ -15,24 +14,18 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from vision_msgs.msg import (
-    BoundingBox2D,
-    Detection2D,
-    Detection2DArray,
-    LabelInfo,
-    ObjectHypothesisWithPose,
-    VisionClass,
-)
+from vision_msgs.msg import Detection2DArray
 
 from ..image_encoding import decode_image, encode_image
 from ..runtime.postprocess import Detections
+from ..vision_messages import detection_array
 from .diagnostics import Status
+from .msg_types import rclpy_type
 
 __all__ = [
     "array_to_image",
     "detections_to_msg",
     "image_to_array",
-    "label_info",
     "stamp_to_ns",
     "status_to_msg",
     "timing_to_msg",
@@ -66,24 +59,8 @@ def array_to_image(image: np.ndarray, header: Header, encoding: str | None = Non
 
 
 def detections_to_msg(dets: Detections, header: Header) -> Detection2DArray:
-    """Boxes (x1, y1, x2, y2 source pixels) -> Detection2DArray with centre/size boxes.
-
-    Each detection carries one hypothesis: ``class_id`` the class index as a string, ``score`` in [0, 1].
-    """
-    out = Detection2DArray(header=header)
-    rows = zip(dets.boxes, dets.scores, dets.class_ids, strict=True)
-    for i, ((x1, y1, x2, y2), score, cls) in enumerate(rows):
-        det = Detection2D(header=header, id=str(i))
-        bbox = BoundingBox2D(size_x=float(x2 - x1), size_y=float(y2 - y1))
-        bbox.center.position.x = float(x1 + x2) / 2.0
-        bbox.center.position.y = float(y1 + y2) / 2.0
-        det.bbox = bbox
-        hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = str(int(cls))
-        hyp.hypothesis.score = float(score)
-        det.results.append(hyp)
-        out.detections.append(det)
-    return out
+    """Boxes (x1, y1, x2, y2 source pixels) -> Detection2DArray (:func:`vision_messages.detection_array`)."""
+    return detection_array(rclpy_type, dets, header)
 
 
 def msg_to_detections(msg: Detection2DArray) -> Detections:
@@ -100,13 +77,6 @@ def msg_to_detections(msg: Detection2DArray) -> Detections:
     return Detections(
         np.asarray(boxes, np.float32), np.asarray(scores, np.float32), np.asarray(classes, np.int64)
     )
-
-
-def label_info(names: tuple[str, ...], header: Header, threshold: float = 0.0) -> LabelInfo:
-    """Class names -> LabelInfo (class_id = index)."""
-    msg = LabelInfo(header=header, threshold=float(threshold))
-    msg.class_map = [VisionClass(class_id=i, class_name=name) for i, name in enumerate(names)]
-    return msg
 
 
 def status_to_msg(status: Status, name: str, hardware_id: str, stamp: Time) -> DiagnosticArray:

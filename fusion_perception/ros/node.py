@@ -1,10 +1,11 @@
 """The fusion lifecycle node: ROS glue around :class:`~fusion_perception.runtime.pipeline.Pipeline`.
 
-Lifecycle (STYLE.md, yolo_ros): ``__init__`` declares parameters and starts diagnostics;
-``configure`` validates parameters and loads the model (a failure is a failed transition with the
-reason logged and in /diagnostics, never a crash); ``activate`` subscribes and starts the inference
-worker; ``deactivate`` / ``cleanup`` free them again. With ``autostart`` (default) the node
-configures and activates itself, so a plain start just works.
+Lifecycle (docs/DESIGN.md "ROS conventions"; the pattern of mgonzs13/yolo_ros): ``__init__``
+declares parameters and starts diagnostics; ``configure`` validates parameters and loads the model
+(a failure is a failed transition with the reason logged and in /diagnostics, never a crash);
+``activate`` subscribes and starts the inference worker; ``deactivate`` / ``cleanup`` free them
+again. With ``autostart`` (default) the node configures and activates itself, so a plain start just
+works.
 
 Threads: subscription callbacks (:mod:`.camera_inputs`) count, guard and decode frames on the
 executor thread, and the intake (:mod:`.intake`) pairs them, or passes one camera's frames on alone
@@ -17,7 +18,9 @@ that runs the pipeline and publishes. Every frame ends as an output or in a
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,6 +40,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.timer import Timer
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -44,21 +48,21 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from ..errors import EncodingError, ImageShapeError
 from ..pairing import StampPairer
-from ..preprocessing import PreprocessConfig
 from ..runtime.backend import Backend
-from ..runtime.pipeline import PerceptionResult, Pipeline, PipelineConfig
-from .backend_select import load_backend
+from ..runtime.pipeline import PerceptionResult, Pipeline
+from ..vision_messages import label_infos
+from .alignment_watch import AlignmentWatch
 from .camera_inputs import CameraInputs
 from .diagnostics import ERROR, NodeStats
 from .intake import FrameIntake, Job, single_camera_inputs
 from .messages import (
     array_to_image,
     detections_to_msg,
-    label_info,
     stamp_to_ns,
     status_to_msg,
     timing_to_msg,
 )
+from .msg_types import rclpy_type
 from .params import (
     PARAMS,
     SPECS,
@@ -68,8 +72,9 @@ from .params import (
     settings_from_values,
     unknown_parameters,
 )
+from .pipeline_setup import load_backend, pipeline_config, stamp_pairer
 from .process import params_file_error, return_large_buffers_to_the_os, spin_until_finished
-from .transport import configure_dds_transport
+from .transport import XML_QOS_VAR, configure_dds_transport, use_profile_reader_memory
 from .worker import HandoffStage, LatestWorker
 
 __all__ = ["FusionPerceptionNode", "main"]
@@ -107,12 +112,14 @@ class FusionPerceptionNode(LifecycleNode):
         self._single_pipeline: Pipeline | None = None  # one camera alone: no homography (see intake)
         self._intake: FrameIntake[Frame] | None = None
         self._intake_seen: dict[tuple[str, str], int] = {}
+        self._alignment: AlignmentWatch | None = None  # online registration check (with a homography)
         self._hold_timer: Timer | None = None  # ends the intake's wait for a lone frame's partner
         self._inputs: CameraInputs | None = None
         self._worker: LatestWorker[Job[Frame]] | None = None
         self._publisher: HandoffStage[Callable[[], None]] | None = None  # publish_thread
         self._pubs: dict[str, Any] = {}
         self.finished = False  # set by the shutdown transition; main() then ends the process
+        self.exit_code = 0  # 1 after a failed configure with exit_on_configure_failure
         self.stats.backend("none", "unconfigured", reason="not configured yet" if self.autostart else
                            "autostart is false: waiting for a configure transition")
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -130,7 +137,7 @@ class FusionPerceptionNode(LifecycleNode):
                 self.declare_parameter(spec.name, default, _descriptor(spec))
             except (InvalidParameterValueException, InvalidParameterTypeException) as err:
                 errors.append(f"parameter {spec.name}: {err}")
-                self.get_logger().error(f"{errors[-1]}; using the default until fixed")
+                self.get_logger().error(f"{errors[-1]}; configure fails until it is fixed")
                 self.declare_parameter(spec.name, default, _descriptor(spec), ignore_override=True)
         unknown = unknown_parameters(self._parameter_overrides)
         if unknown:
@@ -152,24 +159,29 @@ class FusionPerceptionNode(LifecycleNode):
         except ParameterValueError as err:
             return SetParametersResult(successful=False, reason=str(err))
         if self._settings is not None:
+            before_homography = self._settings.homography
             self._settings = settings
             if self._pipeline is not None:
-                backend = self._pipeline.backend
-                self._pipeline = Pipeline(backend, self._pipeline_config(settings))
-                self._single_pipeline = Pipeline(backend, self._pipeline_config(settings, True))
+                backend, before = self._pipeline.backend, self._pipeline.config.score_threshold
+                self._pipeline = Pipeline(backend, pipeline_config(settings))
+                self._single_pipeline = Pipeline(backend, pipeline_config(settings, single_camera=True))
+                if settings.score_threshold != before and self._pubs:
+                    self._publish_label_tables(backend, settings)
             if self._intake is not None:
-                self._intake.policy = settings.camera_loss_policy
+                self._intake.set_policy(settings.camera_loss_policy)
+            if self._alignment is not None:
+                self._alignment.period_s = settings.alignment_check_period_s
+                self._alignment.warn_px = settings.alignment_warn_px
+                if settings.homography != before_homography:
+                    self._alignment.reset()
         return SetParametersResult(successful=True)
 
-    @staticmethod
-    def _pipeline_config(s: NodeSettings, single_camera: bool = False) -> PipelineConfig:
-        """The pipeline's settings; ``single_camera`` drops the homography (both inputs are one frame)."""
-        homography = None if single_camera else s.homography
-        return PipelineConfig(
-            preprocess=PreprocessConfig(network_size=None, gain=s.gain, homography=homography),
-            score_threshold=s.score_threshold, iou_threshold=s.iou_threshold, max_detections=s.max_detections,
-            restore_colour=s.publish_fused or s.publish_overlay,
-        )
+    def _publish_label_tables(self, backend: Backend, settings: NodeSettings) -> None:
+        """Latch both class tables; the detection table carries the score threshold in force."""
+        tables = label_infos(rclpy_type, backend.info, Header(stamp=self.get_clock().now().to_msg()),
+                             settings.score_threshold)
+        self._pubs["det_labels"].publish(tables["detections"])
+        self._pubs["seg_labels"].publish(tables["segmentation"])
 
     @property
     def autostart(self) -> bool:
@@ -189,15 +201,18 @@ class FusionPerceptionNode(LifecycleNode):
                 raise ParameterValueError("; ".join(self._param_errors))
             settings = settings_from_values(self._param_values())
             backend = load_backend(settings, self.get_logger())
-            pipeline = Pipeline(backend, self._pipeline_config(settings))
+            pipeline = Pipeline(backend, pipeline_config(settings))
         except Exception as err:  # boundary: any load failure is a failed transition, never a crash
-            reason = f"configure failed: {type(err).__name__}: {err}"
-            self.get_logger().error(reason)
-            self.stats.error(reason)
-            self.stats.backend(kind, "configure failed", reason=reason.removeprefix("configure failed: "))
+            reason = f"{type(err).__name__}: {err}"
+            self.get_logger().error(f"configure failed: {reason}")
+            self.stats.error(f"configure failed: {reason}")  # last_error; the status text says it once
+            self.stats.backend(kind, "configure failed", reason=reason)
+            if self.get_parameter("exit_on_configure_failure").value:
+                self.get_logger().error("exit_on_configure_failure is true: ending the process with status 1")
+                self.exit_code, self.finished = 1, True
             return TransitionCallbackReturn.FAILURE
         self._settings, self._backend, self._pipeline = settings, backend, pipeline
-        self._single_pipeline = Pipeline(backend, self._pipeline_config(settings, True))
+        self._single_pipeline = Pipeline(backend, pipeline_config(settings, single_camera=True))
         out = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -210,10 +225,7 @@ class FusionPerceptionNode(LifecycleNode):
             "seg_labels": self.create_publisher(LabelInfo, settings.segmentation_labels_topic, latched),
             "timing": self.create_publisher(DiagnosticArray, "~/timing", out),
         }
-        header = Header(stamp=self.get_clock().now().to_msg())
-        info = backend.info
-        self._pubs["det_labels"].publish(label_info(info.det_classes, header, settings.score_threshold))
-        self._pubs["seg_labels"].publish(label_info(info.seg_classes, header))
+        self._publish_label_tables(backend, settings)
         model_file = getattr(backend, "model_path", settings.model_path)  # the INT8 sibling for int8
         self.stats.backend(backend.name, "inactive", str(model_file), "configured; waiting for activate")
         for reason in getattr(backend, "fallback_reasons", ()):
@@ -226,12 +238,13 @@ class FusionPerceptionNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self._settings
-        pairer: StampPairer[Frame] = StampPairer(s.slop_ns, s.queue_size, jump_reset_ns=s.jump_reset_ns)
+        pairer: StampPairer[Frame] = stamp_pairer(s)
         self._intake = FrameIntake(pairer, s.stale_input_s, s.camera_loss_policy, time.monotonic())
         self._intake_seen = {}
         # Steady clock: the wait is wall time after receipt, also when the node runs on sim time.
         self._hold_timer = self.create_timer(self._intake.wait_s, self._on_hold_timeout,
                                              clock=Clock(clock_type=ClockType.STEADY_TIME), autostart=False)
+        self._alignment = AlignmentWatch(s.alignment_check_period_s, s.alignment_warn_px)
         self._worker = LatestWorker(self._process_job, self._on_worker_error)
         if s.publish_thread:
             self._publisher = HandoffStage(lambda publish: publish(), self._on_worker_error)
@@ -270,6 +283,7 @@ class FusionPerceptionNode(LifecycleNode):
             self.destroy_timer(self._hold_timer)
             self._hold_timer = None
         self._intake = None
+        self._alignment = None
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
@@ -341,6 +355,9 @@ class FusionPerceptionNode(LifecycleNode):
                                     (t_received, t_start))
         if self._publisher is None or not self._publisher.put(publish):
             publish()  # publish_thread off (or stopping): publish here, before the next job
+        alignment = self._alignment
+        if alignment is not None and not job.degraded:  # after publishing: never delays an output
+            alignment.maybe_check(ir, visible, settings)
 
     def _publish_outputs(self, pipeline: Pipeline, settings: NodeSettings, pubs: dict[str, Any],
                          job: Job[Frame], header: Header, result: PerceptionResult,
@@ -383,6 +400,12 @@ class FusionPerceptionNode(LifecycleNode):
             live = intake.watch.assess(time.monotonic(), settings.stale_error_s, settings.camera_loss_policy)
             health = (live.level, live.message)
             extra += [*intake.values(), *live.values()]
+            alignment = self._alignment
+            if alignment is not None and settings.homography is not None:
+                extra += alignment.values()
+                level, why = alignment.health()
+                if why:
+                    health = (max(health[0], level), "; ".join(m for m in (health[1], why) if m))
         status = self.stats.status(extra, health)
         self._diag_pub.publish(status_to_msg(
             status, f"{self.get_fully_qualified_name()}: fusion_perception", self.stats.backend_name,
@@ -392,8 +415,14 @@ class FusionPerceptionNode(LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     """Console script ``fusion_perception_node``: start the node, autostart it, spin until shutdown.
 
-    Returns 0 after Ctrl-C, SIGTERM or the lifecycle ``shutdown`` transition; 2 (with one line on
+    Returns 0 after Ctrl-C, SIGTERM or the lifecycle ``shutdown`` transition; 1 after a failed
+    configure when ``exit_on_configure_failure`` is true (for supervisors); 2 (with one line on
     stderr) when a params file cannot be read or parsed.
+
+    SIGINT and SIGTERM only ask the spin loop to end (rclpy's own handlers are off): the node then
+    stops its inputs, lets the pair in flight finish and publish, and only after that is the ROS
+    context shut down. With rclpy's handlers the context died first, and a pair still in inference
+    failed to publish with an ERROR on every stop.
     """
     argv = list(sys.argv if args is None else args)
     problem = params_file_error(argv)
@@ -401,30 +430,35 @@ def main(args: list[str] | None = None) -> int:
         print(f"fusion_perception_node: error: {problem}", file=sys.stderr)
         return 2
     transport = configure_dds_transport()
+    if use_profile_reader_memory():
+        transport += f", {XML_QOS_VAR}=1 (reader memory policy from the profile)"
     return_large_buffers_to_the_os()
     try:
-        rclpy.init(args=argv)
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     except RuntimeError as err:  # rcl refused the arguments; its own text, on one line
         print(f"fusion_perception_node: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = None
     try:
         node = FusionPerceptionNode()
         node.stats.note(f"DDS transport: {transport}")
         node.get_logger().info(f"DDS transport: {transport}")
-        if node.autostart and not node.start():
+        if node.autostart and not node.start() and not node.finished:
             node.get_logger().error("autostart did not reach 'active'; waiting for lifecycle transitions")
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        spin_until_finished(executor, lambda: node.finished)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_finished(executor, lambda: node.finished or stop.is_set())
+    except ExternalShutdownException:
         pass
     finally:
         if node is not None:
             node.release()
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return node.exit_code if node is not None else 0
 
 
 if __name__ == "__main__":

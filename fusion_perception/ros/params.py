@@ -1,6 +1,6 @@
 """Parameters of the fusion node: one table of names, defaults, ranges and descriptions.
 
-The table is the single source of defaults (STYLE.md: "each setting has one source of defaults"):
+The table is the single source of defaults (docs/DESIGN.md "Conventions": one default per setting):
 the node declares from it, ``config/fusion_perception.yaml`` repeats it for robots, and the launch
 file test checks the YAML against it. Validation beyond ranges (choices, homography length, gain
 window) lives in :func:`settings_from_values` so a bad value fails with a sentence naming it.
@@ -15,11 +15,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from ..backend_factory import BACKEND_KINDS
 from ..errors import FusionPerceptionError
-from ..preprocessing import GainControl
+from ..preprocessing import GAIN_MODES, GainControl
+from ..runtime.engine_cache import PRECISIONS
+from ..runtime.pipeline import PipelineConfig
+from .liveness import POLICIES
 
 __all__ = [
-    "BACKEND_CHOICES",
     "PARAMS",
     "QOS_CHOICES",
     "NodeSettings",
@@ -31,10 +34,6 @@ __all__ = [
 ]
 
 QOS_CHOICES = ("sensor_data", "reliable")
-PRECISIONS = ("fp16", "fp32", "int8")
-BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch", "auto")
-GAIN_CHOICES = ("percentile", "fixed")
-POLICY_CHOICES = ("degrade", "drop")
 # Declared by rclpy itself for every node; valid in a params file although not in PARAMS.
 ROS_BUILTIN_PARAMS = ("use_sim_time", "start_type_description_service")
 
@@ -87,7 +86,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("stale_error_s", 5.0, "a camera silent this long is an ERROR (>= stale_input_s)",
               value_range=(0.05, 3600.0)),
     ParamSpec("camera_loss_policy", "degrade", "one camera stale: degrade (outputs from the live camera "
-              "alone, marked degraded) or drop (publish nothing)", read_only=False, choices=POLICY_CHOICES),
+              "alone, marked degraded) or drop (publish nothing)", read_only=False, choices=POLICIES),
     ParamSpec("time_jump_reset_s", 1.0, "a stamp this much older than its stream's newest restarts pairing "
               "(bag loop, simulation reset), seconds; 0 = never (such frames are dropped as out of order)",
               value_range=(0.0, 86400.0)),
@@ -95,24 +94,33 @@ PARAMS: tuple[ParamSpec, ...] = (
               "(4 MP = 2048x2048); larger frames are dropped as too_large", value_range=(1, 268_435_456)),
     ParamSpec("model_file_path", "", "ONNX model; empty = bundled fusion_perception/assets/default.onnx"),
     ParamSpec("backend", "onnxruntime", "inference backend: onnxruntime, tensorrt, torch or auto",
-              choices=BACKEND_CHOICES),
+              choices=BACKEND_KINDS),
     ParamSpec("engine_file_path", "", "TensorRT engine file; empty = built and cached under ~/.cache"),
     ParamSpec("precision", "fp16", "fp16, fp32 or int8: TensorRT / torch precision; onnxruntime runs the "
               "FP32 file, or for int8 its <stem>_int8.onnx sibling (fusion-perception quantize)",
               choices=PRECISIONS),
     ParamSpec("threads", 0, "backend intra-op CPU threads; 0 = every core", value_range=(0, 256)),
     ParamSpec("gain_mode", "percentile", "16-bit thermal gain: percentile (per frame) or fixed (raw counts)",
-              read_only=False, choices=GAIN_CHOICES),
+              read_only=False, choices=GAIN_MODES),
     ParamSpec("gain_low", 1.0, "lower percentile (0-100) or raw count of the thermal window",
               read_only=False, value_range=(0.0, 65535.0)),
     ParamSpec("gain_high", 99.0, "upper percentile (0-100) or raw count of the thermal window",
               read_only=False, value_range=(0.0, 65535.0)),
     ParamSpec("homography", (), "row-major 3x3 IR->visible pixel homography (9 doubles); "
               "unset or empty = cameras co-aligned", read_only=False),
-    ParamSpec("score_threshold", 0.45, "minimum detection score (best F1 on MSRS val)",
+    ParamSpec("alignment_check_period_s", 5.0, "with a homography: seconds between online checks that the "
+              "cameras are still registered (WARN when a camera moved on its mount); 0 = never",
+              read_only=False, value_range=(0.0, 3600.0)),
+    ParamSpec("alignment_warn_px", 8.0, "WARN when the IR content lies this many visible pixels or more "
+              "from the visible content (mean over the last 5 checks)", read_only=False,
+              value_range=(1.0, 1000.0)),
+    ParamSpec("score_threshold", PipelineConfig.score_threshold,
+              "minimum detection score (best F1 on MSRS val)",
               read_only=False, value_range=(0.0, 1.0)),
-    ParamSpec("iou_threshold", 0.5, "NMS IoU threshold", read_only=False, value_range=(0.0, 1.0)),
-    ParamSpec("max_detections", 100, "most detections per frame", read_only=False, value_range=(1, 10000)),
+    ParamSpec("iou_threshold", PipelineConfig.iou_threshold, "NMS IoU threshold", read_only=False,
+              value_range=(0.0, 1.0)),
+    ParamSpec("max_detections", PipelineConfig.max_detections, "most detections per frame", read_only=False,
+              value_range=(1, 10000)),
     ParamSpec("publish_overlay", True, "publish the colour segmentation overlay", read_only=False),
     ParamSpec("publish_fused", True, "publish the fused image; with publish_overlay also false the "
               "colour restoration is skipped too", read_only=False),
@@ -123,6 +131,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics_period_s", 1.0, "period of the /diagnostics status, seconds",
               value_range=(0.1, 60.0)),
     ParamSpec("autostart", True, "configure and activate on start (a plain start just works)"),
+    ParamSpec("exit_on_configure_failure", False, "end the process with status 1 when configure fails "
+              "(for supervisors: systemd, a launch respawn); false: stay up reporting the failure, for a "
+              "lifecycle manager to fix parameters and configure again"),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 
@@ -159,6 +170,8 @@ class NodeSettings:
     threads: int
     gain: GainControl
     homography: tuple[tuple[float, ...], ...] | None
+    alignment_check_period_s: float
+    alignment_warn_px: float
     score_threshold: float
     iou_threshold: float
     max_detections: int
@@ -223,7 +236,8 @@ def settings_from_values(values: dict[str, Any]) -> NodeSettings:
         raise ParameterValueError(unknown)
     merged = {p.name: values.get(p.name, p.default) for p in PARAMS}
     for name in ("gain_low", "gain_high", "sync_slop_s", "stale_input_s", "stale_error_s",
-                 "time_jump_reset_s", "diagnostics_period_s"):
+                 "time_jump_reset_s", "diagnostics_period_s", "alignment_check_period_s",
+                 "alignment_warn_px"):
         if isinstance(merged[name], int) and not isinstance(merged[name], bool):
             merged[name] = float(merged[name])
     for spec in PARAMS:
@@ -261,6 +275,8 @@ def settings_from_values(values: dict[str, Any]) -> NodeSettings:
         threads=int(merged["threads"]),
         gain=gain,
         homography=_homography(merged["homography"]),
+        alignment_check_period_s=float(merged["alignment_check_period_s"]),
+        alignment_warn_px=float(merged["alignment_warn_px"]),
         score_threshold=float(merged["score_threshold"]),
         iou_threshold=float(merged["iou_threshold"]),
         max_detections=int(merged["max_detections"]),

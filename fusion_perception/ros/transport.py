@@ -21,12 +21,23 @@ import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
-__all__ = ["BUILTIN_VAR", "PROFILE_NAME", "PROFILE_VARS", "configure_dds_transport", "shipped_profile"]
+__all__ = [
+    "BUILTIN_VAR",
+    "PROFILE_NAME",
+    "PROFILE_VARS",
+    "XML_QOS_VAR",
+    "configure_dds_transport",
+    "shipped_profile",
+    "use_profile_reader_memory",
+]
 
 PROFILE_NAME = "fastdds_large_data.xml"
 # Fast DDS 2.x (Jazzy) reads FASTRTPS_DEFAULT_PROFILES_FILE; 3.x (Kilted and later) FASTDDS_*.
 PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 BUILTIN_VAR = "FASTDDS_BUILTIN_TRANSPORTS"
+# rmw_fastrtps takes the history memory policy and publication mode from the profile only with this set
+# (the node's own process sets it: see use_profile_reader_memory)
+XML_QOS_VAR = "RMW_FASTRTPS_USE_QOS_FROM_XML"
 
 
 def _candidates() -> list[Path]:
@@ -74,3 +85,21 @@ def configure_dds_transport(environ: MutableMapping[str, str] | None = None) -> 
     for var in PROFILE_VARS:
         env[var] = profile
     return f"{PROFILE_VARS[0]}={profile} (shipped profile)"
+
+
+def use_profile_reader_memory(environ: MutableMapping[str, str] | None = None) -> bool:
+    """In the node's process, let rmw_fastrtps take the reader memory policy from the shipped profile.
+
+    The profile gives readers ``DYNAMIC`` history memory, so a dropped oversized frame leaves no
+    buffer behind (docs/ROBOT.md section 5), but rmw_fastrtps reads it only with
+    :data:`XML_QOS_VAR` = 1. Only the node's process sets it, and only when the shipped profile is
+    the one in use and the variable is unset: measured with Jazzy's rmw_fastrtps, service calls
+    between two processes that *both* have it set go unanswered (lifecycle ``get_state`` timed
+    out), while either side alone works. Returns whether it set the variable.
+    """
+    env = os.environ if environ is None else environ
+    profile = str(shipped_profile())
+    if env.get(XML_QOS_VAR) is not None or all(env.get(var) != profile for var in PROFILE_VARS):
+        return False
+    env[XML_QOS_VAR] = "1"
+    return True

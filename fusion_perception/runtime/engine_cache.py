@@ -30,6 +30,7 @@ __all__ = [
     "EngineKey",
     "EngineMeta",
     "ShapeProfile",
+    "check_precision",
     "engine_path_for",
     "file_sha256",
     "meta_path",
@@ -45,6 +46,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 META_FORMAT = 1
 #: Network H and W must be multiples of this (the coarsest feature stride of the deployed graph).
 SIZE_MULTIPLE = 32
+
+
+def check_precision(precision: str) -> None:
+    """Raise ValueError naming the choices unless ``precision`` is one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def file_sha256(path: Path | str) -> str:
@@ -156,8 +163,7 @@ class EngineKey:
     onnx_sha256: str
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_precision(self.precision)
 
     def digest(self) -> str:
         """Short stable hash of all fields: names engine files so keys never collide in a cache dir."""

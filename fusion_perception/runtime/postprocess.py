@@ -86,11 +86,14 @@ def decode_detections(
     *,
     input_size: tuple[int, int],
     strides: tuple[int, ...],
-    score_threshold: float = 0.3,
-    iou_threshold: float = 0.5,
-    max_detections: int = 100,
+    score_threshold: float,
+    iou_threshold: float,
+    max_detections: int,
 ) -> Detections:
     """Turn one image's raw detection map (A x (4 + K)) into boxes in network pixels.
+
+    The thresholds have no defaults here: :class:`~fusion_perception.runtime.pipeline.PipelineConfig`
+    holds them, so the node, bag evaluation and training evaluation cannot drift apart.
 
     Score = sigmoid(class logit): the head is trained towards the IoU of its box (quality focal
     loss), so the score already ranks localisation quality. NMS is per class.

@@ -1,7 +1,7 @@
 """NanoDet-g facts and its torch-free decoder: input encoding, output layout, boxes, class maps.
 
-NanoDet-g (RangiLyu/nanodet, Apache-2.0) is a COCO detector with a GFL head. Facts (DESIGN.md
-section 8, checked by the tests):
+NanoDet-g (RangiLyu/nanodet, Apache-2.0) is a COCO detector with a GFL head. Facts (docs/DESIGN.md
+"Pretrained assets", checked by the tests):
 
 * input: 416x416, BGR, ``(x - MEAN_BGR) / STD_BGR`` on 0..255 values; NanoDet trains and validates
   with ``keep_ratio: True``, so images are letterboxed (scaled to fit, centred, black border);

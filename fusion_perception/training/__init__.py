@@ -1,1 +1,1 @@
-"""Training (torch): data, losses, bi-level dual-task trainer, evaluation, CLI."""
+"""Training (torch): data, losses, four training schemes behind one trainer, evaluation, CLI."""

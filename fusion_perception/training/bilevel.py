@@ -25,6 +25,17 @@ Two first-order corrections are implemented (``CORRECTIONS``), each with c = ⟨
 F and f must be evaluated on different batches (F on held-out pairs): on the same batch c = 1 and
 the Gauss-Newton h vanishes identically.
 
+Several upper objectives over one lower problem (``shared_hypergradients``). The task net's
+segmentation and detection heads share backbone and neck, and its lower level steps on the sum
+f = f_seg + f_det over all of its parameters ω. ω*(θ) is the minimiser of that sum, so every
+task's hypergradient goes through the same lower problem: c_m = ⟨∇ωF_m, ∇ωf⟩ / ‖∇ωf‖² and
+h_m = ∇θF_m − c_m ∇θf, with f the *total* lower loss and ω all of its parameters. Splitting it
+per task (c_m from f_m over backbone + head m alone, as the released code does for its two
+separate networks) models a lower level in which each task moves the shared weights on its own
+loss alone, which is not the lower level that runs; ``test/test_bilevel.py`` shows the split form
+missing the closed-form hypergradient of a shared quadratic lower level that the joint form hits.
+Lower problems over disjoint parameters with their own losses (the discriminator) stay separate.
+
 Aggregation of the per-module hypergradients h_1..h_M ("dynamic weighted aggregation"):
 
 * ``random``: weights softmax(z), z ~ N(0, I), fresh each step (the released code);
@@ -35,14 +46,24 @@ Aggregation of the per-module hypergradients h_1..h_M ("dynamic weighted aggrega
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["AGGREGATORS", "CORRECTIONS", "aggregate", "flat_grad", "hypergradient", "min_norm_weights"]
+__all__ = [
+    "AGGREGATORS",
+    "CORRECTIONS",
+    "Hypergradient",
+    "aggregate",
+    "flat_grad",
+    "hypergradient",
+    "min_norm_weights",
+    "shared_hypergradients",
+]
 
 CORRECTIONS = ("gauss_newton", "released")
+AGGREGATORS = ("random", "normalized", "min_norm")
 
 
 def flat_grad(loss: Tensor, params: Sequence[Tensor], *, retain_graph: bool = True) -> Tensor:
@@ -56,6 +77,62 @@ def flat_grad(loss: Tensor, params: Sequence[Tensor], *, retain_graph: bool = Tr
     )
 
 
+Hypergradient = tuple[Tensor, float, dict[str, float]]
+
+
+def shared_hypergradients(
+    uppers: Mapping[str, Tensor],
+    lower: Tensor,
+    theta: Sequence[Tensor],
+    omega: Sequence[Tensor],
+    *,
+    correction: str = "gauss_newton",
+    lower_lr: float = 0.0,
+    eps: float = 1e-12,
+) -> dict[str, Hypergradient]:
+    """First-order hypergradients of several upper objectives F_m through one lower problem min_ω f.
+
+    Args:
+        uppers: F_m by name, each evaluated on a held-out batch, differentiable in θ and ω.
+        lower: f, the *total* loss the lower level steps on (e.g. f_seg + f_det), on a training
+            batch, differentiable in θ and ω.
+        theta: upper-level parameters (the fusion net).
+        omega: every parameter of the lower problem (shared backbone and all heads).
+        correction: ``gauss_newton`` (∇θF_m − c_m∇θf) or ``released`` (∇θF_m + η·c_m·∇θf),
+            module docstring.
+        lower_lr: η, used by ``released`` only.
+
+    Returns:
+        Per name: (flat hypergradient over θ, the scalar c_m, diagnostics: norms of ∇θF_m, of the
+        correction and their cosine, so a log shows when the correction dominates or opposes ∇θF_m).
+    """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+    # One backward pass per loss over θ and ω together: the task network is the costly part of
+    # the graph, and splitting θ from ω would traverse it twice. f's gradient is shared by all F_m.
+    params = [*theta, *omega]
+    n_theta = sum(p.numel() for p in theta)
+    g_lower = flat_grad(lower, params)
+    g_theta_lower, g_omega_lower = g_lower[:n_theta], g_lower[n_theta:]
+    denominator = g_omega_lower.pow(2).sum() + eps
+    out: dict[str, Hypergradient] = {}
+    for name, upper in uppers.items():
+        g_upper = flat_grad(upper, params)
+        c = float(torch.dot(g_upper[n_theta:], g_omega_lower) / denominator)
+        factor = -c if correction == "gauss_newton" else lower_lr * c
+        corr = factor * g_theta_lower
+        direct = g_upper[:n_theta]
+        stats = {
+            "norm_direct": float(direct.norm()),
+            "norm_correction": float(corr.norm()),
+            "cos_direct_correction": float(
+                torch.dot(direct, corr) / (direct.norm() * corr.norm()).clamp(min=1e-30)
+            ),
+        }
+        out[name] = (direct + corr, c, stats)
+    return out
+
+
 def hypergradient(
     upper: Tensor,
     lower: Tensor,
@@ -65,42 +142,11 @@ def hypergradient(
     correction: str = "gauss_newton",
     lower_lr: float = 0.0,
     eps: float = 1e-12,
-) -> tuple[Tensor, float, dict[str, float]]:
-    """First-order hypergradient of ``upper`` F(θ, ω) through a lower problem with loss ``lower`` f.
-
-    Args:
-        upper: F, evaluated on a held-out batch, differentiable in θ and ω.
-        lower: f, the lower module's training loss on a training batch, differentiable in θ and ω.
-        theta: upper-level parameters (the fusion net).
-        omega: the lower module's parameters.
-        correction: ``gauss_newton`` (∇θF − c∇θf) or ``released`` (∇θF + η·c·∇θf), module docstring.
-        lower_lr: η, used by ``released`` only.
-
-    Returns:
-        (flat hypergradient over θ, the scalar c, diagnostics: norms of ∇θF, of the correction
-        and their cosine, so a log shows when the correction dominates or opposes ∇θF).
-    """
-    if correction not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
-    # One backward pass per loss over θ and ω together: the task network is the costly part of
-    # the graph, and splitting θ from ω would traverse it twice.
-    params = [*theta, *omega]
-    n_theta = sum(p.numel() for p in theta)
-    g_upper = flat_grad(upper, params)
-    g_lower = flat_grad(lower, params)
-    g_omega_lower = g_lower[n_theta:]
-    c = float(torch.dot(g_upper[n_theta:], g_omega_lower) / (g_omega_lower.pow(2).sum() + eps))
-    factor = -c if correction == "gauss_newton" else lower_lr * c
-    corr = factor * g_lower[:n_theta]
-    direct = g_upper[:n_theta]
-    stats = {
-        "norm_direct": float(direct.norm()),
-        "norm_correction": float(corr.norm()),
-        "cos_direct_correction": float(
-            torch.dot(direct, corr) / (direct.norm() * corr.norm()).clamp(min=1e-30)
-        ),
-    }
-    return direct + corr, c, stats
+) -> Hypergradient:
+    """``shared_hypergradients`` for a single upper objective F over the lower problem min_ω f."""
+    return shared_hypergradients(
+        {"F": upper}, lower, theta, omega, correction=correction, lower_lr=lower_lr, eps=eps
+    )["F"]
 
 
 def min_norm_weights(grads: Sequence[Tensor]) -> Tensor:
@@ -159,6 +205,3 @@ def aggregate(
     else:
         raise ValueError(f"unknown aggregation rule {rule!r}; choose from {AGGREGATORS}")
     return (weights[:, None] * stacked).sum(dim=0), weights
-
-
-AGGREGATORS = ("random", "normalized", "min_norm")

@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..export.onnx_export import export_onnx
     from .config import load_config
-    from .trainer import Trainer, init_distributed, shutdown_distributed
+    from .distributed import init_distributed, shutdown_distributed
+    from .schemes import SCHEMES, LearnedLossScheme
+    from .trainer import Trainer
 
     overrides = parse_overrides(args.overrides)
     if args.device:
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, overrides)
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
+    if args.dump_loss_weights and not issubclass(SCHEMES[config.scheme], LearnedLossScheme):
+        parser.error("--dump-loss-weights needs scheme tdfusion or refusion")
     init_distributed()
     trainer = Trainer(config)
     last = Path(config.out_dir) / "last.pt"
@@ -82,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.export and trainer.rank == 0:
         export_onnx(trainer.deployed().cpu(), args.export)
     if args.dump_loss_weights and trainer.rank == 0:
-        if trainer.meta is None:
-            parser.error("--dump-loss-weights needs scheme tdfusion or refusion")
         written = trainer.dump_loss_weights(args.dump_loss_weights)
         logging.info("wrote %d loss-weight maps to %s", len(written), args.dump_loss_weights)
     shutdown_distributed()  # not on errors: a barrier there could wait forever for a dead rank

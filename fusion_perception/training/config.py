@@ -9,20 +9,38 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 
+from ..data_root import resolve_data_path
 from .meta_config import MetaConfig
 
-__all__ = ["DataConfig", "LossConfig", "ModelConfig", "TrainConfig", "load_config"]
+__all__ = [
+    "SCHEME_NAMES",
+    "DataConfig",
+    "DataPaths",
+    "LossConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "load_config",
+]
+
+#: The ``scheme`` values; ``training/schemes`` registers one class under each.
+SCHEME_NAMES = ("bilevel", "plain", "tdfusion", "refusion")
 
 
 @dataclass
 class DataConfig:
-    """Where pairs come from and how they are cropped."""
+    """Where pairs come from and how they are cropped.
 
-    msrs_root: str = "../shared/datasets/msrs"
+    Folder values (``msrs_root``, ``extra_pair_roots``, the ROOT of each ``pseudo_labelled`` item)
+    may be plain names under the data root (``$FUSION_PERCEPTION_DATA``, default
+    ``<repository>/../shared/datasets``): they are resolved once, by :meth:`resolved_paths`, with
+    :func:`fusion_perception.data_root.resolve_data_path`; the config itself keeps them as written.
+    """
+
+    msrs_root: str = "msrs"
     train_split: str = "splits/train.txt"
     val_split: str = "splits/val.txt"
     extra_pair_roots: list[str] = field(default_factory=list)  # unlabelled ir/ + vi/ folders (fusion terms)
@@ -37,10 +55,39 @@ class DataConfig:
     batch_size: int = 8
     workers: int = 0
 
+    def resolved_paths(self) -> DataPaths:
+        """The folders this config names, each resolved by ``resolve_data_path`` (absolute: kept;
+        relative and existing from the working directory: kept; else under the data root)."""
+        pseudo = []
+        for item in self.pseudo_labelled:
+            folder, _, labels = item.partition("=")
+            pseudo.append((resolve_data_path(folder), labels))
+        return DataPaths(
+            msrs=resolve_data_path(self.msrs_root),
+            extra=[resolve_data_path(p) for p in self.extra_pair_roots],
+            pseudo=pseudo,
+        )
+
+
+class DataPaths(NamedTuple):
+    """Resolved dataset folders of a :class:`DataConfig`; ``pseudo``: (folder, labels JSON) pairs."""
+
+    msrs: Path
+    extra: list[Path]
+    pseudo: list[tuple[Path, str]]
+
 
 @dataclass
 class LossConfig:
-    """Weights of the fusion loss terms and of the task losses."""
+    """Weights of the fusion loss terms and of the task losses, for every scheme.
+
+    ``intensity``, ``gradient``, ``ssim`` weight the hand-set L_f (``losses.fusion_loss``: L1 to
+    the intensity target, L1 between Sobel magnitudes, 1 − SSIM) and, with the same names and
+    defaults, the learned L_f of the meta schemes (``learned_loss.learned_fusion_loss``: the same
+    terms weighted per pixel by G). One default each: with ``meta.intensity_norm: l2`` the squared
+    intensity term of average fusion on MSRS crops is 0.018 against 0.10 for the L1 term, so the
+    meta schemes' YAMLs set ``intensity: 5.0`` to give it the hand-set term's size.
+    """
 
     intensity: float = 1.0
     gradient: float = 4.0
@@ -66,14 +113,17 @@ class TrainConfig:
     ``scheme``: ``bilevel`` (BDLFusion dual-task scheme), ``plain`` (fusion loss only for the fusion
     net; tasks trained on its detached output) — the ablation baseline; ``tdfusion`` / ``refusion``
     (a loss net G weights L_f per pixel and is meta-learned from the task loss / from reconstructing
-    the sources through a virtual fusion step; settings under ``meta``, see meta.py).
+    the sources through a virtual fusion step; settings under ``meta``, see meta.py). Each is one
+    class behind ``schemes.Scheme``, chosen once from this value (``schemes.build_scheme``).
     ``aggregation``: how the per-module hypergradients combine: ``random`` (softmax of noise, as
     released), ``normalized`` (equal norms) or ``min_norm`` (MGDA, conflict-aware).
     ``input_modality``: ``fused`` normally; ``ir`` / ``visible`` train the task net alone on one
     source (the single-modality baselines of the fair protocol).
     ``hypergradient``: ``gauss_newton`` (derived: ∇θF − c∇θf) or ``released`` (BDLFusion's code:
     ∇θF + η·c·∇θf with η = ``lower_lr``), see bilevel.py. ``bilevel_modules``: the lower modules
-    whose hypergradients enter the upper step (``seg``, ``det``, ``disc``).
+    whose hypergradients enter the upper step (``seg``, ``det``, ``disc``); seg and det share one
+    lower problem (the task net's joint loss), the discriminator, built only when listed here, is
+    its own.
     ``freeze_fusion``: train the task net only, on the fused images of a fixed fusion net, which are
     then computed once per pair and cached (the recipe's task phase).
     ``train_tasks``: False trains the fusion net alone on L_f (``scheme: plain`` only: the recipe's
@@ -110,10 +160,15 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
 
+    @property
+    def trains_fusion(self) -> bool:
+        """Whether the fusion net takes upper steps: it makes the task net's input and is not frozen."""
+        return self.input_modality == "fused" and not self.freeze_fusion
+
     def validate(self) -> None:
         """Raise ValueError naming the first out-of-range value."""
         choices = {
-            "scheme": ("bilevel", "plain", "tdfusion", "refusion"),
+            "scheme": SCHEME_NAMES,
             "aggregation": ("random", "normalized", "min_norm"),
             "input_modality": ("fused", "ir", "visible"),
         }
@@ -135,6 +190,8 @@ class TrainConfig:
             )
         if not self.train_tasks and (self.scheme != "plain" or self.freeze_fusion):
             raise ValueError("train_tasks: false needs scheme: plain and a trainable fusion net")
+        if self.scheme in ("tdfusion", "refusion") and self.loss.intensity + self.loss.gradient == 0:
+            raise ValueError("loss.intensity and loss.gradient are both 0: the loss net would weight nothing")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.data.upper_holdout < 0.5:

@@ -38,6 +38,7 @@ from ..metrics.detection import DetectionEvaluator, load_yolo_labels
 from ..metrics.fusion import FUSION_METRICS, fusion_metrics
 from ..metrics.segmentation import SegmentationEvaluator
 from ..preprocessing import fused_to_bgr, thermal_to_unit, unit_to_uint8
+from ..runtime.pipeline import PipelineConfig
 from ..runtime.postprocess import decode_detections, segmentation_labels
 
 __all__ = ["evaluate_folder", "main", "pyramid_fusion"]
@@ -184,7 +185,8 @@ def evaluate_folder(
                 input_size=net_size,
                 strides=info.det_strides,
                 score_threshold=score_threshold,
-                max_detections=100,
+                iou_threshold=PipelineConfig.iou_threshold,
+                max_detections=PipelineConfig.max_detections,
             )
             boxes = prepared.mapping.boxes_to_source(dets.boxes)
             det_eval[name].add(stem, gt_boxes, gt_classes, boxes, dets.scores, dets.class_ids)

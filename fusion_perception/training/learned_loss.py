@@ -9,7 +9,8 @@ sources s ∈ {IR, VIS}:
         + λ_grad · mean_p Σ_s w'_s(p) · |∇F(p) − ∇S(p)|
         + λ_ssim · (1 − ½ (SSIM(F, IR) + SSIM(F, VIS))),
 
-with ∇ the Sobel magnitude (``losses.sobel_magnitude``) and ρ(r) = r² (``l2``) or |r| (``l1``).
+with ∇ the Sobel magnitude (``losses.sobel_magnitude``), ρ(r) = r² (``l2``) or |r| (``l1``), and
+the λ from ``LossConfig``, the same weights the hand-set loss uses.
 
 Why these forms:
 
@@ -30,28 +31,39 @@ Every term is a mean over pixels, so weights do not depend on the crop size.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.loss_net import LossWeights
+from .config import LossConfig
 from .losses import sobel_magnitude, ssim
-from .meta_config import MetaConfig
 
 __all__ = ["learned_fusion_loss", "reconstruction_loss"]
 
 
 def learned_fusion_loss(
-    fused: Tensor, ir: Tensor, vis_y: Tensor, weights: LossWeights, cfg: MetaConfig
+    fused: Tensor,
+    ir: Tensor,
+    vis_y: Tensor,
+    weights: LossWeights,
+    loss: LossConfig,
+    norm: Literal["l2", "l1"] = "l2",
 ) -> tuple[Tensor, dict[str, float]]:
     """L_f for [N,1,H,W] tensors in [0, 1] and G's ``weights`` (channel 0 = ``ir``'s share).
 
     Differentiable in ``fused`` and in ``weights`` (detach the weights to train only F).
 
+    Args:
+        loss: term weights ``intensity``, ``gradient``, ``ssim`` (an ``ssim`` of 0 skips SSIM).
+        norm: ρ of the intensity term, ``MetaConfig.intensity_norm``.
+
     Returns:
         (loss, per-term values for logging: ``intensity``, ``gradient``, ``ssim``).
     """
     r_ir, r_vis = fused - ir, fused - vis_y
-    if cfg.intensity_norm == "l2":
+    if norm == "l2":
         r_ir, r_vis = r_ir * r_ir, r_vis * r_vis
     else:
         r_ir, r_vis = r_ir.abs(), r_vis.abs()
@@ -62,11 +74,11 @@ def learned_fusion_loss(
     l_grad = (
         wg[:, 0:1] * (g_f - sobel_magnitude(ir)).abs() + wg[:, 1:2] * (g_f - sobel_magnitude(vis_y)).abs()
     ).mean()
-    total = cfg.intensity * l_int + cfg.gradient * l_grad
+    total = loss.intensity * l_int + loss.gradient * l_grad
     terms = {"intensity": float(l_int.detach()), "gradient": float(l_grad.detach())}
-    if cfg.ssim > 0:
+    if loss.ssim > 0:
         l_ssim = 1.0 - 0.5 * (ssim(fused, ir) + ssim(fused, vis_y))
-        total = total + cfg.ssim * l_ssim
+        total = total + loss.ssim * l_ssim
         terms["ssim"] = float(l_ssim.detach())
     return total, terms
 

@@ -1,7 +1,7 @@
 """Losses: the fusion loss L_f, the task losses (segmentation, GFL detection with ATSS) and the
 discriminator's adversarial terms.
 
-Fusion loss (DESIGN.md section 4): intensity (L1 to a target built from the sources) + gradient
+Fusion loss (docs/DESIGN.md "Training schemes"): intensity (L1 to a target built from the sources) + gradient
 (L1 between |Sobel| of the fused image and the element-wise max of the sources' |Sobel|)
 + (1 - SSIM) averaged over both sources. Weights come from ``LossConfig``.
 """

@@ -1,6 +1,6 @@
-"""Meta-learning of the fusion loss: the TDFusion and ReFusion schemes (DESIGN.md section 4).
+"""Meta-gradients of the learned fusion loss (TDFusion, ReFusion; docs/DESIGN.md "Training schemes").
 
-TDFusion (Bai et al., 2024, "Task-driven image fusion with learnable fusion loss") and ReFusion
+TDFusion (Bai et al., CVPR 2025, "Task-driven image fusion with learnable fusion loss") and ReFusion
 (Bai et al., IJCV 2024, "ReFusion: Learning image fusion from reconstruction with learnable loss via
 meta-learning") train the loss net G (parameters φ) that weights the fusion loss L_f(θ; φ) of the
 fusion net F_θ. A meta step asks: if F took one SGD step on the loss G proposes,
@@ -36,54 +36,49 @@ Three ways to compute it (``meta_gradient(mode=...)``):
   The cheap variant of this project is therefore ``finite_difference``: first-order in cost
   (gradients only), second-order in what it estimates.
 
-What the seeds' code also taught (HaowenBai/TDFusion ``train.py``, ``utils.py``, ``nets/ReFusion.py``;
-HaowenBai/ReFusion ships inference code only, so ReFusion's training side here follows the paper):
-meta-gradients are O(α) small, so the seed's loss-net Adam uses eps = 1e-10 and its G update
-divides by max|grad| (a scale-free step); G's Adam here uses the same eps. The modality order is
-swapped as augmentation (there: the batch is doubled with both orders; here: each sample is
-swapped with probability ``swap_prob``, same batch size). The virtual step is plain SGD with the
-fusion net's learning rate, the inner and outer objectives are evaluated on consecutive batches,
-and G is trained in phases (200 meta steps, then an epoch of F and T with G frozen) rather than
-interleaved every k steps. TDFusion also advances the task net by one step before the outer
-evaluation and then restores it; that belongs to the caller's ``outer_fn`` if wanted.
+What TDFusion's released code also shows (HaowenBai/TDFusion ``train.py``, ``utils.py``,
+``nets/ReFusion.py``; HaowenBai/ReFusion ships inference code only, so ReFusion's training side here
+follows the paper): meta-gradients are O(α) small, so TDFusion's loss-net Adam uses eps = 1e-10
+and its G update divides by max|grad| (a scale-free step); G's Adam here uses the same eps (Adam's
+step is about its learning rate per parameter whatever the gradient's scale; what limits how far G
+moves is measured in benchmarks/bench_meta_grad.py). The modality order is swapped as augmentation
+with the batch doubled in both orders (``both_orders``), in the meta step and in the fusion net's own
+update, as there in both phases. The virtual step is plain SGD with the fusion net's learning
+rate, the inner and outer objectives are evaluated on consecutive batches, and G is trained in
+phases (200 meta steps, then an epoch of F and T with G frozen) rather than interleaved every k
+steps. TDFusion also advances the task net by one step before the outer evaluation and then
+restores it; that belongs to the caller's ``outer_fn`` if wanted.
+
+The objects that hold G (and ReFusion's reconstruction net) and run these steps are in
+``loss_learner.py``; the schemes that call them in ``schemes/learned.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import cv2
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..models.loss_net import LossNet, LossWeights
-from ..models.reconstruction import ReconstructionNet
-from .learned_loss import learned_fusion_loss, reconstruction_loss
-from .meta_config import MetaConfig
-
 __all__ = [
     "META_MODES",
+    "Batch",
     "MetaGradient",
-    "MetaLossScheme",
+    "both_orders",
     "fusion_parameters",
+    "grads_of",
     "meta_gradient",
-    "swap_sources",
+    "repeat_batch",
     "virtual_step",
 ]
 
 MetaMode = Literal["exact", "finite_difference", "first_order"]
 META_MODES: tuple[str, ...] = ("exact", "finite_difference", "first_order")
-#: Adam eps of G: meta-gradients scale with α (~1e-3), so the default 1e-8 would dominate them.
-_META_ADAM_EPS = 1e-10
 
 Batch = Mapping[str, Any]
-OuterFn = Callable[[Tensor, Batch], Tensor]
-SyncFn = Callable[[list[Tensor]], None]
 
 
 @dataclass(frozen=True)
@@ -100,7 +95,7 @@ def fusion_parameters(module: nn.Module) -> dict[str, Tensor]:
     return {name: p for name, p in module.named_parameters() if p.requires_grad}
 
 
-def _grads(
+def grads_of(
     loss: Tensor, params: Sequence[Tensor], *, create_graph: bool = False, retain_graph: bool = True
 ) -> list[Tensor]:
     """d loss / d params, zeros for parameters the loss does not reach. Keeps the graph by default
@@ -109,23 +104,6 @@ def _grads(
         loss, list(params), retain_graph=retain_graph, create_graph=create_graph, allow_unused=True
     )
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
-
-
-def _apply_grads(
-    params: Sequence[Tensor], grads: list[Tensor], opt: torch.optim.Optimizer, sync: SyncFn | None
-) -> None:
-    """Hand ``grads`` to ``sync`` (e.g. all-reduce under DDP), set them as ``.grad``, take one ``opt`` step.
-
-    G's meta step and R's step both get their gradients as lists from ``torch.autograd.grad`` rather
-    than ``.backward()``; this is the one place such a list reaches an optimizer, so both steps sync
-    and apply it the same way.
-    """
-    if sync is not None:
-        sync(grads)
-    for p, g in zip(params, grads, strict=True):
-        p.grad = g
-    opt.step()
-    opt.zero_grad(set_to_none=True)
 
 
 def virtual_step(
@@ -141,7 +119,7 @@ def virtual_step(
             False, θ' is returned detached and the part of ``loss``'s graph that leads to θ is
             freed (parts that do not, such as G's forward, stay usable).
     """
-    grads = _grads(loss, list(params.values()), create_graph=create_graph, retain_graph=create_graph)
+    grads = grads_of(loss, list(params.values()), create_graph=create_graph, retain_graph=create_graph)
     with torch.set_grad_enabled(create_graph):
         return {name: p - lr * g for (name, p), g in zip(params.items(), grads, strict=True)}
 
@@ -170,7 +148,7 @@ def _finite_difference(
         fused_plus = functional_call(fusion, plus, tuple(inputs))
         fused_minus = functional_call(fusion, minus, tuple(inputs))
     # One backward through G: ∇φ of the difference is the difference of the ∇φ.
-    diff = _grads(inner_loss(fused_plus) - inner_loss(fused_minus), meta_params)
+    diff = grads_of(inner_loss(fused_plus) - inner_loss(fused_minus), meta_params)
     return [-lr * d / (2.0 * step) for d in diff]
 
 
@@ -220,10 +198,10 @@ def meta_gradient(
     )
     l_out = outer_loss(fused_prime)
     if exact:
-        grads = _grads(l_out, meta_params)
+        grads = grads_of(l_out, meta_params)
     else:
         leaves = list(theta_prime.values())
-        both = _grads(l_out, leaves + meta_params)
+        both = grads_of(l_out, leaves + meta_params)
         v, grads = both[: len(leaves)], both[len(leaves) :]
         if mode == "finite_difference" and fd_eps is not None:
             probe = inner_loss if probe_loss is None else probe_loss
@@ -232,276 +210,28 @@ def meta_gradient(
     return MetaGradient([g.detach() for g in grads], float(l_in.detach()), float(l_out.detach()))
 
 
-def swap_sources(
-    a: Tensor, b: Tensor, prob: float, generator: torch.Generator | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Exchange ``a`` and ``b`` ([N,...] each) per sample with probability ``prob``.
+def repeat_batch(batch: Batch) -> dict[str, Any]:
+    """``batch`` twice over, in the same order: tensors concatenated on dim 0, lists concatenated.
 
-    Returns:
-        (first, second, swapped) with ``swapped`` a bool [N] on the generator's device.
-
-    Raises:
-        ValueError: ``prob`` > 0 without a generator (the draw must be reproducible on resume).
+    The labels and the visible image (whose chroma the task net sees) of a batch whose fusion-net
+    inputs ``both_orders`` doubled.
     """
-    n = a.shape[0]
-    if prob <= 0.0:
-        return a, b, torch.zeros(n, dtype=torch.bool)
-    if generator is None:
-        raise ValueError("swap_prob > 0 needs a torch.Generator, so that a resumed run draws the same swaps")
-    swapped = torch.rand(n, generator=generator, device=generator.device) < prob
-    m = swapped.to(a.device).view(n, *([1] * (a.dim() - 1)))
-    return torch.where(m, b, a), torch.where(m, a, b), swapped
-
-
-def _sources(batch: Batch) -> tuple[Tensor, Tensor]:
-    """(IR, visible Y) of a trainer batch: ``ir`` [N,1,H,W], ``visible`` [N,3,H,W] (Y first)."""
-    return batch["ir"], batch["visible"][:, :1]
-
-
-def _in_ir_order(weights: LossWeights, swapped: Tensor) -> LossWeights:
-    """Shares with channel 0 = IR again for the samples that were fed swapped."""
-    m = swapped.to(weights.intensity.device).view(-1, 1, 1, 1)
-    return LossWeights(*(torch.where(m, w.flip(1), w) for w in weights))
-
-
-def _share_stats(weights: LossWeights) -> dict[str, float]:
-    """mean/std/min/max of the IR shares (the visible share is exactly 1 − IR share)."""
-    stats: dict[str, float] = {}
-    for term, w in zip(("int", "grad"), weights, strict=True):
-        ir = w[:, 0].detach().float()
-        stats.update(
-            {
-                f"w_{term}_ir_mean": float(ir.mean()),
-                f"w_{term}_ir_std": float(ir.std()) if ir.numel() > 1 else 0.0,
-                f"w_{term}_ir_min": float(ir.min()),
-                f"w_{term}_ir_max": float(ir.max()),
-            }
-        )
-    return stats
-
-
-def _to_u8(x: Tensor) -> np.ndarray:
-    return (x.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
-
-
-class MetaLossScheme:
-    """G, its optimiser and (ReFusion) the reconstruction net R with its optimiser.
-
-    One training iteration of either scheme, as the trainer should run it:
-
-    1. every ``cfg.meta_every`` iterations: ``meta_step(fusion, batch, outer_fn, ...)`` (G only);
-    2. the fusion net: ``loss, logs = fusion_loss(fused, ir, vis_y)`` (G frozen), its own step;
-    3. TDFusion: the task net on the detached fused image (the trainer's lower step);
-       ReFusion: ``reconstruction_step(fused, batch)`` (R on the detached fused image).
-
-    Args:
-        cfg: the ``meta:`` section (validated here).
-        scheme: ``tdfusion`` (outer objective supplied by the caller) or ``refusion`` (owns R and
-            its reconstruction objective).
-        device: where G (and R) live.
-    """
-
-    def __init__(
-        self, cfg: MetaConfig, *, scheme: Literal["tdfusion", "refusion"], device: torch.device | str = "cpu"
-    ) -> None:
-        cfg.validate()
-        if scheme not in ("tdfusion", "refusion"):
-            raise ValueError(f"scheme must be 'tdfusion' or 'refusion', got {scheme!r}")
-        self.cfg = cfg
-        self.scheme = scheme
-        self.loss_net = LossNet(width=cfg.loss_net_width, scale=cfg.loss_net_scale, eps=cfg.share_eps).to(
-            device
-        )
-        self.opt_loss = torch.optim.Adam(self.loss_net.parameters(), lr=cfg.meta_lr, eps=_META_ADAM_EPS)
-        self.recon: ReconstructionNet | None = None
-        self.opt_recon: torch.optim.Optimizer | None = None
-        if scheme == "refusion":
-            self.recon = ReconstructionNet(width=cfg.recon_width).to(device)
-            self.opt_recon = torch.optim.Adam(self.recon.parameters(), lr=cfg.recon_lr)
-        self.meta_steps = 0
-
-    def to(self, *args: Any, **kwargs: Any) -> MetaLossScheme:
-        """Move/cast G and R like ``nn.Module.to`` (call before the first step)."""
-        self.loss_net.to(*args, **kwargs)
-        if self.recon is not None:
-            self.recon.to(*args, **kwargs)
-        return self
-
-    # ------------------------------------------------------------------ objectives
-    def weights(self, ir: Tensor, vis_y: Tensor) -> LossWeights:
-        """G's shares for a pair, without a graph."""
-        with torch.no_grad():
-            return self.loss_net(ir, vis_y)
-
-    def fusion_loss(self, fused: Tensor, ir: Tensor, vis_y: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """L_f(fused; G) for the fusion net's ordinary update; G is frozen (no graph to φ).
-
-        Same log keys as ``losses.fusion_loss`` (``intensity``, ``gradient``, ``ssim``).
-        """
-        return learned_fusion_loss(fused, ir, vis_y, self.weights(ir, vis_y), self.cfg)
-
-    def reconstruction_objective(self, fused: Tensor, batch: Batch) -> Tensor:
-        """ReFusion's outer objective: R(fused) against the batch's IR and visible Y.
-
-        Targets are always in modality order, also when ``fused`` came from swapped inputs: R must
-        recover *the IR image*, whatever order F saw the sources in.
-        """
-        if self.recon is None:
-            raise RuntimeError("the reconstruction objective belongs to the refusion scheme")
-        ir, vis_y = _sources(batch)
-        ir_hat, vis_hat = self.recon(fused)
-        return reconstruction_loss(ir_hat, vis_hat, ir, vis_y)
-
-    # ------------------------------------------------------------------ steps
-    def meta_step(
-        self,
-        fusion: nn.Module,
-        batch: Batch,
-        outer_fn: OuterFn | None = None,
-        *,
-        outer_batch: Batch | None = None,
-        generator: torch.Generator | None = None,
-        sync: SyncFn | None = None,
-    ) -> dict[str, float]:
-        """One step of G along the meta-gradient; F, the task net and R are left unchanged.
-
-        Args:
-            fusion: F (called as ``fusion(ir, vis_y)``); its parameters are only read.
-            batch: ``ir`` [N,1,H,W] and ``visible`` [N,3,H,W] (Y first) for the virtual step.
-            outer_fn: ``(fused_prime, batch) -> scalar`` outer objective; ``None`` for refusion
-                means ``reconstruction_objective``. For TDFusion, the weighted segmentation +
-                detection loss of the task net on ``fused_prime`` (Cb/Cr from ``batch``).
-            outer_batch: batch of the outer objective (a held-out batch, as TDFusion takes the
-                next batch); default ``batch``.
-            generator: draws the per-sample modality swaps (required when ``swap_prob`` > 0).
-            sync: called on the list of G's gradients before the step (e.g. all-reduce under DDP).
-
-        Returns:
-            ``meta_inner`` L_f(θ), ``meta_outer`` L_out(θ') before G's step, ``meta_grad_norm``,
-            ``meta_swapped`` (fraction of swapped samples) and the share statistics
-            ``w_{int,grad}_ir_{mean,std,min,max}`` of this batch.
-        """
-        if outer_fn is None:
-            if self.recon is None:
-                raise ValueError("the tdfusion scheme needs an outer_fn (the task loss)")
-            outer_fn = self.reconstruction_objective
-        cfg = self.cfg
-        a, b, swapped = swap_sources(*_sources(batch), cfg.swap_prob, generator)
-        if outer_batch is None:
-            outer_batch, outer_inputs = batch, (a, b)
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, Tensor):
+            out[key] = torch.cat((value, value))
+        elif isinstance(value, list):
+            out[key] = value + value
         else:
-            oa, ob, _ = swap_sources(*_sources(outer_batch), cfg.swap_prob, generator)
-            outer_inputs = (oa, ob)
-        weights = self.loss_net(a, b)
-        phi = list(self.loss_net.parameters())
-        target = outer_batch
-        weighted_only = replace(cfg, ssim=0.0)  # SSIM is not weighted by G: no ∇φ, skip it at θ±
-        result = meta_gradient(
-            fusion,
-            (a, b),
-            lambda fused: learned_fusion_loss(fused, a, b, weights, cfg)[0],
-            lambda fused: outer_fn(fused, target),
-            phi,
-            lr=cfg.inner_lr,
-            mode=cfg.mode,
-            fd_eps=cfg.fd_eps,
-            outer_inputs=outer_inputs,
-            probe_loss=lambda fused: learned_fusion_loss(fused, a, b, weights, weighted_only)[0],
-        )
-        grads = result.grads
-        _apply_grads(phi, grads, self.opt_loss, sync)
-        self.meta_steps += 1
-        return {
-            "meta_inner": result.inner,
-            "meta_outer": result.outer,
-            "meta_grad_norm": float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads))),
-            "meta_swapped": float(swapped.float().mean()),
-            **_share_stats(_in_ir_order(weights, swapped)),
-        }
+            out[key] = value
+    return out
 
-    def outer_value(self, fusion: nn.Module, batch: Batch, outer_fn: OuterFn | None = None) -> float:
-        """L_out(θ'(φ)) with the current G and no swap: what ``meta_step`` lowers (for tests, logs)."""
-        outer_fn = self.reconstruction_objective if outer_fn is None else outer_fn
-        ir, vis_y = _sources(batch)
-        weights = self.loss_net(ir, vis_y)
-        theta = fusion_parameters(fusion)
-        l_in = learned_fusion_loss(functional_call(fusion, theta, (ir, vis_y)), ir, vis_y, weights, self.cfg)[
-            0
-        ]
-        theta_prime = virtual_step(theta, l_in, self.cfg.inner_lr, create_graph=False)
-        with torch.no_grad():
-            return float(outer_fn(functional_call(fusion, theta_prime, (ir, vis_y)), batch))
 
-    def reconstruction_step(
-        self, fused: Tensor, batch: Batch, *, sync: SyncFn | None = None
-    ) -> dict[str, float]:
-        """ReFusion: one step of R on the *detached* fused image; returns ``{"recon": loss}``."""
-        if self.recon is None or self.opt_recon is None:
-            raise RuntimeError("reconstruction_step belongs to the refusion scheme")
-        loss = self.reconstruction_objective(fused.detach(), batch)
-        params = list(self.recon.parameters())
-        _apply_grads(params, _grads(loss, params), self.opt_recon, sync)
-        return {"recon": float(loss.detach())}
+def both_orders(ir: Tensor, vis_y: Tensor) -> tuple[Tensor, Tensor]:
+    """The fusion net's two inputs with every pair in both orders: ([IR; VIS], [VIS; IR]), [2N,1,H,W].
 
-    # ------------------------------------------------------------------ inspection
-    def weight_stats(self, ir: Tensor, vis_y: Tensor) -> dict[str, float]:
-        """mean/std/min/max of G's IR shares on a batch (visible share = 1 − IR share)."""
-        return _share_stats(self.weights(ir, vis_y))
-
-    def dump_weight_maps(
-        self, pairs: Iterable[tuple[str, Tensor, Tensor]], out_dir: Path | str
-    ) -> list[Path]:
-        """Write one PNG per pair: IR | visible Y | IR share of the intensity term | IR share of the
-        gradient term, side by side, 8-bit grey (share = pixel / 255; the visible share is 1 − it).
-
-        Args:
-            pairs: (name, IR, visible Y), images [1,H,W] or [H,W] in [0, 1] (e.g. from a
-                ``PairFolder`` sample: ``(s.name, s.ir, s.visible[:1])``).
-            out_dir: created if missing.
-
-        Returns:
-            The files written, ``<out_dir>/<name>_loss_weights.png``.
-        """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        device = next(self.loss_net.parameters()).device
-        dtype = next(self.loss_net.parameters()).dtype
-        written = []
-        for name, ir, vis_y in pairs:
-            ir4 = ir.reshape(1, 1, *ir.shape[-2:]).to(device, dtype)
-            vis4 = vis_y.reshape(1, 1, *vis_y.shape[-2:]).to(device, dtype)
-            w = self.weights(ir4, vis4)
-            tiles = [_to_u8(t[0, 0]) for t in (ir4, vis4, w.intensity[:, :1], w.gradient[:, :1])]
-            gap = np.full((tiles[0].shape[0], 4), 255, np.uint8)
-            panel = np.concatenate([x for t in tiles for x in (t, gap)][:-1], axis=1)
-            path = out / f"{name}_loss_weights.png"
-            if not cv2.imwrite(str(path), panel):
-                raise OSError(f"could not write {path}")
-            written.append(path)
-        return written
-
-    # ------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed for a bit-exact resume (the swap generator belongs to the caller)."""
-        state: dict[str, Any] = {
-            "scheme": self.scheme,
-            "loss_net": self.loss_net.state_dict(),
-            "opt_loss": self.opt_loss.state_dict(),
-            "meta_steps": self.meta_steps,
-        }
-        if self.recon is not None and self.opt_recon is not None:
-            state["recon"] = self.recon.state_dict()
-            state["opt_recon"] = self.opt_recon.state_dict()
-        return state
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("scheme") != self.scheme:
-            raise ValueError(
-                f"checkpoint holds a {state.get('scheme')!r} loss scheme, this run is {self.scheme!r}"
-            )
-        self.loss_net.load_state_dict(state["loss_net"])
-        self.opt_loss.load_state_dict(state["opt_loss"])
-        if self.recon is not None and self.opt_recon is not None:
-            self.recon.load_state_dict(state["recon"])
-            self.opt_recon.load_state_dict(state["opt_recon"])
-        self.meta_steps = int(state["meta_steps"])
+    Sample i + N is sample i with the sources exchanged (TDFusion's released training doubles its
+    batches this way in both of its phases). Reconstruction targets and task labels stay in
+    modality order: ``repeat_batch`` of the batch.
+    """
+    return torch.cat((ir, vis_y)), torch.cat((vis_y, ir))

@@ -1,8 +1,9 @@
 """PyTorch backend: the deployed graph straight from a training checkpoint (CUDA FP16 or CPU FP32).
 
 It exists so GPU figures can be measured without TensorRT, and so export can be checked against
-the framework it came from. This is the only runtime module that imports torch; the factory
-(``backends.py``) imports it lazily, so the ONNX Runtime path never loads torch.
+the framework it came from. It lives with the models because it runs them; the backend factory
+(:mod:`fusion_perception.backend_factory`) imports it lazily, so the ONNX Runtime path never loads
+torch.
 
 On CUDA, ``precision="fp16"`` runs under autocast (weights stay FP32, convolutions run in FP16);
 ``cuda_graphs=True`` captures one forward pass per input shape and replays it, which removes the
@@ -18,9 +19,9 @@ import numpy as np
 import torch
 
 from ..errors import BackendUnavailableError, ModelFormatError
-from ..models.checkpoint import load_deployed
-from .backend import Outputs, check_outputs
-from .model_info import OUTPUT_NAMES, ModelInfo
+from ..runtime.backend import Outputs, check_outputs
+from ..runtime.model_info import OUTPUT_NAMES, ModelInfo
+from .checkpoint import load_deployed
 
 __all__ = ["TorchBackend"]
 

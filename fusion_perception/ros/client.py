@@ -1,13 +1,14 @@
-"""Harness nodes around the fusion node: a pair publisher and an output collector.
+"""Client nodes of the fusion node: a pair publisher and an output collector.
 
-The demo, the benchmark and the node tests drive the real node over DDS with these two, so all of
-them measure the same thing: stamped pairs in, outputs matched back to their stamps.
+``fusion-perception demo`` drives the real node over DDS with these two (the node tests and the
+benchmarks reuse them), so all of them measure the same thing: stamped pairs in, outputs matched
+back to their stamps.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,29 +21,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from ..assets import sample_pairs as bundled_pairs
-from ..image_pairs import read_pair
-from ..preprocessing import to_gray
 from .messages import array_to_image, stamp_to_ns
 from .params import SPECS
 
-__all__ = ["OutputCollector", "PairPublisher", "Received", "sample_pairs", "spin_until"]
+__all__ = ["OutputCollector", "PairPublisher", "Received", "spin_until"]
 
-
-
-def sample_pairs(limit: int | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, IR grey array, visible BGR array) for the bundled sample pairs, sorted by name.
-
-    Raises:
-        FileNotFoundError: no samples are bundled.
-        DatasetError: one of their files is unreadable.
-    """
-    pairs = bundled_pairs()
-    if not pairs:
-        raise FileNotFoundError("no sample pairs are bundled under fusion_perception/assets/samples")
-    for pair in pairs[:limit]:
-        ir, vi = read_pair(pair.ir, pair.visible)
-        yield pair.name, np.ascontiguousarray(to_gray(ir)), vi
 
 
 def spin_until(executor: Executor, done: Callable[[], bool], timeout_s: float) -> bool:

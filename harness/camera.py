@@ -1,4 +1,5 @@
-"""``python -m fusion_perception.ros.camera``: a stand-in IR + visible camera pair in its own process.
+"""``python harness/camera.py``: a stand-in IR + visible camera pair in its own process (test and
+benchmark harness; not part of the installed package).
 
 Why a separate process: on a robot the cameras are other processes (drivers), and what reaches the
 node depends on the DDS transport between processes (a 921 kB bgr8 frame is not a 2 kB message).
@@ -22,7 +23,8 @@ shifts the IR stamp). Parameters (``--ros-args -p name:=value``):
     linger_s (2.0)             keep the process up this long after the last pair (DDS sends
                                asynchronously; exiting at once would lose the last frames)
 
-The camera loads the shipped Fast DDS profile like the node does (:mod:`.transport`).
+The camera loads the shipped Fast DDS profile like the node does
+(:mod:`fusion_perception.ros.transport`).
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from .messages import array_to_image
-from .params import SPECS
-from .probe import sample_pairs, spin_until
-from .transport import configure_dds_transport
+from fusion_perception.assets import load_sample_pairs as sample_pairs
+from fusion_perception.ros.client import spin_until
+from fusion_perception.ros.messages import array_to_image
+from fusion_perception.ros.params import QOS_CHOICES, SPECS
+from fusion_perception.ros.transport import configure_dds_transport
 
 __all__ = ["CameraPair", "main"]
 
-QOS_CHOICES = ("sensor_data", "reliable")
 
 
 class _Encoded:

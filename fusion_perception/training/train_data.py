@@ -1,0 +1,145 @@
+"""The data of a run: the four kinds of dataset, how batches are drawn from them, and their RNG state.
+
+* **lower**: the MSRS train split minus a fixed held-out share; every iteration's batch.
+* **upper**: that held-out share (``data.upper_holdout``); the upper-level objectives (bi-level F,
+  the meta schemes' outer objective) are evaluated on it, never on what the lower level fitted.
+* **extra**: unlabelled two-source folders; fusion-loss terms only.
+* **pseudo**: teacher-labelled folders; every ``pseudo_every``-th lower batch (distillation).
+
+Batch indices come from one ``torch.Generator`` per rank, crops and flips from one numpy generator
+per dataset; both are part of the checkpoint (``state_dict``), so a resumed run draws the same
+batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import TrainConfig
+from .data import PairFolder, PseudoLabels, Sample, collate, read_split
+
+__all__ = ["TrainData", "holdout_split"]
+
+
+def holdout_split(names: list[str], share: float) -> tuple[list[str], list[str]]:
+    """(lower, upper) names: a fixed share of the split, the same for every seed, rank and run.
+
+    The choice depends on the names alone (sorted, then a fixed-seed permutation), so the bi-level
+    run, its ablations and the single-modality baselines all train on the same lower-level pairs.
+    """
+    ordered = sorted(names)
+    count = max(1, round(share * len(ordered)))
+    picked = set(np.random.default_rng(20231).permutation(len(ordered))[:count].tolist())
+    upper = [n for i, n in enumerate(ordered) if i in picked]
+    return [n for n in names if n not in set(upper)], upper
+
+
+class TrainData:
+    """The datasets of one rank and its batch generator.
+
+    Args:
+        cfg: the run's configuration (``data:`` section, ``seed``).
+        rank: this process's rank (each rank draws its own batches and crops).
+        device: where batches are moved.
+        fuse: ``(ir, vis_y) -> fused`` of a frozen fusion net, to cache fused images once per pair
+            (the task phase); None computes them per step.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        rank: int,
+        device: torch.device,
+        fuse: Callable[[Tensor, Tensor], Tensor] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+        # Dataset folders resolved once (names in the config live under $FUSION_PERCEPTION_DATA).
+        self.paths = cfg.data.resolved_paths()
+        root = self.paths.msrs
+        crop = (cfg.data.crop_width, cfg.data.crop_height)
+        lower, upper = holdout_split(read_split(root, cfg.data.train_split), cfg.data.upper_holdout)
+        self.train_set = PairFolder(root, lower, crop=crop, seed=cfg.seed + 17 * rank, fuse=fuse)
+        self.upper_set = PairFolder(root, upper, crop=crop, seed=cfg.seed + 17 * rank + 1)
+        self.extra_sets = [
+            PairFolder(p, labelled=False, crop=crop, seed=cfg.seed + i)
+            for i, p in enumerate(self.paths.extra)
+        ]
+        self.pseudo_sets = []
+        for i, (folder, labels) in enumerate(self.paths.pseudo):
+            pseudo = PseudoLabels.from_teacher(labels, cfg.data.pseudo_source, cfg.data.pseudo_min_score)
+            self.pseudo_sets.append(
+                PairFolder(
+                    folder, labelled=False, crop=crop, seed=cfg.seed + 100 + i, fuse=fuse, pseudo=pseudo
+                )
+            )
+
+    def describe(self) -> str:
+        """What the lower and upper level train on, for the model info."""
+        return (
+            f"MSRS train split: {len(self.train_set)} lower-level pairs, "
+            f"{len(self.upper_set)} held out for the upper level"
+        )
+
+    # ---------------------------------------------------------------- batches
+    def batch(self, dataset: PairFolder, size: int | None = None) -> dict[str, Any]:
+        """A random batch of ``size`` (default ``data.batch_size``) samples of ``dataset`` on the device."""
+        count = size or self.cfg.data.batch_size
+        idx = torch.randint(len(dataset), (count,), generator=self.gen).tolist()
+        batch = collate([dataset[i] for i in idx])
+        for key in ("ir", "visible", "seg", "fused"):
+            if batch[key] is not None:
+                batch[key] = batch[key].to(self.device)
+        return batch
+
+    def held_out(self) -> dict[str, Any]:
+        """A batch of held-out pairs for an upper-level objective (half the training batch size)."""
+        return self.batch(self.upper_set, max(1, self.cfg.data.batch_size // 2))
+
+    def extra_batches(self) -> list[dict[str, Any]]:
+        """One batch of every unlabelled folder (fusion-loss terms)."""
+        return [self.batch(extra) for extra in self.extra_sets]
+
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """Training batches; every ``pseudo_every``-th comes from a teacher-labelled folder (in turn)."""
+        every = self.cfg.data.pseudo_every
+        k = 0
+        while True:
+            k += 1
+            if self.pseudo_sets and k % every == 0:
+                yield self.batch(self.pseudo_sets[(k // every) % len(self.pseudo_sets)])
+            else:
+                yield self.batch(self.train_set)
+
+    def val_samples(self, count: int) -> list[Sample]:
+        """The first ``count`` validation pairs, whole images, without labels."""
+        root = self.paths.msrs
+        pairs = PairFolder(root, read_split(root, self.cfg.data.val_split)[:count], labelled=False)
+        return [pairs[i] for i in range(len(pairs))]
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The batch generator and every dataset's crop generator."""
+        return {
+            "gen": self.gen.get_state(),
+            "numpy": self.train_set.rng.bit_generator.state,
+            "upper": self.upper_set.rng.bit_generator.state,
+            "extra": [s.rng.bit_generator.state for s in self.extra_sets],
+            "pseudo": [s.rng.bit_generator.state for s in self.pseudo_sets],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])
+        self.train_set.rng.bit_generator.state = state["numpy"]
+        self.upper_set.rng.bit_generator.state = state["upper"]
+        for s, st in zip(self.extra_sets, state["extra"], strict=True):
+            s.rng.bit_generator.state = st
+        for s, st in zip(self.pseudo_sets, state["pseudo"], strict=True):
+            s.rng.bit_generator.state = st
