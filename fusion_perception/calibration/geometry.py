@@ -99,3 +99,12 @@ def overlap(
     if poly is None or area <= 0:
         return 0.0, np.zeros((0, 2))
     return float(area) / (visible_size[0] * visible_size[1]), poly.reshape(-1, 2).astype(np.float64)
+
+
+def parabola_vertex(left: float, centre: float, right: float) -> float:
+    """Offset of the vertex of the parabola through three equally spaced samples around a maximum,
+    in [-0.5, 0.5] (0 where they are not curved downwards): the sub-pixel position of a peak."""
+    curvature = left - 2 * centre + right
+    if not np.isfinite(curvature) or curvature >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))

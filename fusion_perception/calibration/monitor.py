@@ -29,6 +29,7 @@ import numpy as np
 
 from ..preprocessing import GainControl, warp_to_visible
 from .features import edge_map, to_unit
+from .geometry import parabola_vertex
 
 __all__ = ["AlignmentCheck", "AlignmentMonitor", "alignment_surface", "peak"]
 
@@ -65,14 +66,6 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     b = b - b.mean()
     denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / denom) if denom > 1e-12 else float("nan")
-
-
-def _subpixel(left: float, centre: float, right: float) -> float:
-    """Vertex offset of the parabola through three equally spaced samples (in [-0.5, 0.5])."""
-    curvature = left - 2 * centre + right
-    if not np.isfinite(curvature) or curvature >= 0:
-        return 0.0
-    return float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
 
 
 def alignment_surface(
@@ -130,8 +123,8 @@ def peak(scores: np.ndarray, factor: float) -> AlignmentCheck:
     if np.isnan(scores).all():
         return AlignmentCheck(float("nan"), float("nan"), (0.0, 0.0))
     iy, ix = np.unravel_index(np.nanargmax(scores), scores.shape)
-    fx = _subpixel(scores[iy, ix - 1], scores[iy, ix], scores[iy, ix + 1]) if 0 < ix < n - 1 else 0.0
-    fy = _subpixel(scores[iy - 1, ix], scores[iy, ix], scores[iy + 1, ix]) if 0 < iy < n - 1 else 0.0
+    fx = parabola_vertex(scores[iy, ix - 1], scores[iy, ix], scores[iy, ix + 1]) if 0 < ix < n - 1 else 0.0
+    fy = parabola_vertex(scores[iy - 1, ix], scores[iy, ix], scores[iy + 1, ix]) if 0 < iy < n - 1 else 0.0
     offset = ((ix - centre + fx) / factor, (iy - centre + fy) / factor)
     return AlignmentCheck(float(scores[centre, centre]), float(scores[iy, ix]), offset)
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from .features import edge_map, resize_to
+from .geometry import parabola_vertex
 
 __all__ = ["SearchResult", "coarse_search"]
 
@@ -42,15 +43,8 @@ class SearchResult:
 def _peak(total: np.ndarray) -> tuple[float, float, float]:
     """(value, x, y) of the maximum, with a parabolic sub-pixel position."""
     _, peak, _, (x, y) = cv2.minMaxLoc(total)
-    dx = dy = 0.0
-    if 0 < x < total.shape[1] - 1:
-        left, c, right = total[y, x - 1], total[y, x], total[y, x + 1]
-        curv = left - 2 * c + right
-        dx = 0.5 * (left - right) / curv if curv < 0 else 0.0
-    if 0 < y < total.shape[0] - 1:
-        up, c, down = total[y - 1, x], total[y, x], total[y + 1, x]
-        curv = up - 2 * c + down
-        dy = 0.5 * (up - down) / curv if curv < 0 else 0.0
+    dx = parabola_vertex(*total[y, x - 1:x + 2]) if 0 < x < total.shape[1] - 1 else 0.0
+    dy = parabola_vertex(*total[y - 1:y + 2, x]) if 0 < y < total.shape[0] - 1 else 0.0
     return float(peak), x + dx, y + dy
 
 
