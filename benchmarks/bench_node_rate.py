@@ -271,6 +271,28 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{'yes' if r['accounted'] else 'NO':>4}")
 
 
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per setting over its runs: median and min-max of outputs/s and node CPU, all runs accounted."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        mine = [r for r in rows if r["setting"] == name]
+        rates = [r["outputs_per_s"] for r in mine]
+        cpu = [r["cpu_s_per_stream_s"]["node"] for r in mine]
+        out[name] = {"runs": len(mine), "outputs_per_s_median": float(np.median(rates)),
+                     "outputs_per_s_min": min(rates), "outputs_per_s_max": max(rates),
+                     "node_cpu_median": float(np.median(cpu)),
+                     "all_accounted": all(r["accounted"] for r in mine)}
+    return out
+
+
+def print_summary(summary: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{'setting':<28}{'runs':>5}{'out/s median':>14}{'min-max':>14}{'node cpu':>9}{'ok':>4}")
+    for name, s in summary.items():
+        spread = f"{s['outputs_per_s_min']:.1f}-{s['outputs_per_s_max']:.1f}"
+        print(f"{name:<28}{s['runs']:>5}{s['outputs_per_s_median']:>14.1f}{spread:>14}"
+              f"{s['node_cpu_median']:>9.2f}{'yes' if s['all_accounted'] else 'NO':>4}")
+
+
 def _parser() -> argparse.ArgumentParser:
     from fusion_perception.ros.params import default_model_path
 
@@ -289,6 +311,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-pairs", type=int, default=8)
     p.add_argument("--warmup-rate", type=float, default=4.0)
     p.add_argument("--drain", type=float, default=3.0, help="seconds to collect after the last pair")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per setting (interleaved: all settings once, then again); the summary gives "
+                   "the median and the min-max of outputs/s over them")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "node_rate_cpu.json")
     return p
 
@@ -313,11 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     log_dir = Path(tempfile.mkdtemp(prefix="node_rate_"))
     print(f"logs in {log_dir}", file=sys.stderr)
-    for name in names:
-        print(f"{name}: {SETTINGS[name] or 'node defaults'} ...", file=sys.stderr)
-        result["settings"].append(run_setting(name, args, log_dir))
+    for repeat in range(args.repeats):
+        for name in names:
+            print(f"{name} (run {repeat + 1}/{args.repeats}): {SETTINGS[name] or 'node defaults'} ...",
+                  file=sys.stderr)
+            result["settings"].append({**run_setting(name, args, log_dir), "run": repeat + 1})
     result["load_avg_at_end"] = os.getloadavg()
     print_table(result["settings"])
+    result["summary"] = summarise(result["settings"])
+    print_summary(result["summary"])
     write_result(args.json, result)
     return 0
 

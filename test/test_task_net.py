@@ -126,3 +126,38 @@ def test_soft_box_weights_scale_the_class_target() -> None:
     full = detection_loss(raw, [box], [torch.tensor([0])], size, strides, [torch.tensor([1.0])])
     half = detection_loss(raw, [box], [torch.tensor([0])], size, strides, [torch.tensor([0.5])])
     assert float(half) < float(full)
+
+
+def test_segmentation_labels_follow_the_interpolated_logits_not_the_cells() -> None:
+    """The node's argmax after a bilinear resize equals training's F.interpolate + argmax, and a
+    border between two classes lands where their scores cross, not on an 8-pixel cell edge."""
+    from fusion_perception.runtime.postprocess import segmentation_labels
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(9, 60, 80)).astype(np.float32)
+    ours = segmentation_labels(logits, (640, 480))
+    torch_up = torch.nn.functional.interpolate(
+        torch.from_numpy(logits)[None], size=(480, 640), mode="bilinear", align_corners=False
+    )[0]
+    assert ours.shape == (480, 640) and ours.dtype == np.uint8
+    assert (ours == torch_up.argmax(0).numpy()).mean() > 0.999  # float ties aside
+
+    ramp = np.zeros((2, 60, 80), np.float32)
+    ramp[1] = (np.arange(80, dtype=np.float32) - 30.3)[None, :]  # class 1 wins right of cell 30.3
+    border = int(np.argmax(segmentation_labels(ramp, (640, 480))[0]))
+    # source coordinate of pixel x: (x + 0.5) / 8 - 0.5 > 30.3 from x = 246; a cell edge would be 248
+    assert border == 246
+
+
+def test_segmentation_loss_scores_the_upsampled_logits_against_full_size_labels() -> None:
+    """Labels with a border inside a cell: only the upsampled loss can reach (near) zero."""
+    from fusion_perception.training.losses import segmentation_loss
+
+    ramp = torch.zeros(1, 2, 60, 80)
+    ramp[0, 1] = (torch.arange(80, dtype=torch.float32) - 30.3)[None, :] * 50.0
+    label = (torch.arange(640) >= 246).long().expand(1, 480, 640)
+    assert float(segmentation_loss(ramp, label)) < 0.01
+    coarse_target_cells = (torch.arange(80) * 8 >= 246).long()  # what the nearest downsampling keeps
+    assert float(segmentation_loss(ramp, label, upsampled=False)) == pytest.approx(
+        float(torch.nn.functional.cross_entropy(ramp, coarse_target_cells.expand(1, 60, 80))), rel=1e-5
+    )

@@ -102,3 +102,78 @@ def test_unlabelled_folders_give_crops_of_the_training_size(
         assert s.ir.shape == (1, 224, 256) and s.visible.shape == (3, 224, 256)
         assert float(s.ir.min()) >= 0.0 and float(s.ir.max()) <= 1.0 and s.seg_source == "none"
         assert len(s.boxes) == 0
+
+
+def _square_sample(size: tuple[int, int] = (160, 128)) -> Sample:
+    """A bright 40x32 square at (60, 40) with its box, mask and cached fused copy."""
+    w, h = size
+    ir = torch.zeros(1, h, w)
+    ir[0, 40:72, 60:100] = 1.0
+    visible = torch.cat((ir * 0.5, torch.full((2, h, w), 0.5)))
+    seg = (ir[0] > 0).long() * 2
+    boxes = torch.tensor([[60.0, 40.0, 100.0, 72.0]])
+    classes = torch.tensor([0])
+    return Sample("square", ir, visible, boxes, classes, seg, "msrs_labels", torch.ones(1), ir.clone())
+
+
+@pytest.mark.parametrize("factor", [0.7, 1.3])
+def test_scale_jitter_moves_boxes_masks_and_every_image_together(factor: float) -> None:
+    from fusion_perception.training.augment import rescale
+
+    out = rescale(_square_sample(), factor, (160, 128))
+    x1, y1, x2, y2 = out.boxes[0].tolist()
+    assert (x1, y1, x2, y2) == pytest.approx((60 * factor, 40 * factor, 100 * factor, 72 * factor), abs=0.6)
+    inside = out.ir[0, round(y1) + 1 : round(y2) - 1, round(x1) + 1 : round(x2) - 1]
+    assert float(inside.min()) > 0.99  # the box still covers the square ...
+    mismatch = int(((out.seg == 2) != (out.ir[0] > 0.5)).sum())  # ... and so does the mask,
+    assert mismatch <= 2 * (x2 - x1 + y2 - y1)  # up to the one-pixel rim where nearest and bilinear differ
+    assert torch.equal(out.fused, out.ir)
+    assert out.ir.shape[1:] == (max(128, round(128 * factor)), max(160, round(160 * factor)))
+    if factor < 1:  # padded up to the crop: ignored by the loss, neutral chroma
+        assert int(out.seg[-1, -1]) == IGNORE_INDEX and float(out.visible[1:, -1, -1].min()) == 0.5
+
+
+def test_photometric_jitter_changes_luminance_only_and_stays_in_range() -> None:
+    from fusion_perception.training.augment import Augment
+
+    sample = _square_sample()
+    out = Augment(scale_jitter=0.0, photometric=0.4, min_size=(160, 128))(sample, np.random.default_rng(3))
+    assert torch.equal(out.visible[1:], sample.visible[1:]) and torch.equal(out.boxes, sample.boxes)
+    for image in (out.ir, out.visible[:1], out.fused):
+        assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    assert not torch.equal(out.ir, sample.ir) and not torch.equal(out.ir, out.fused)  # independent gains
+
+
+def test_augmentation_settings_out_of_range_raise() -> None:
+    from fusion_perception.training.augment import Augment
+
+    with pytest.raises(ValueError, match="scale_jitter"):
+        Augment(scale_jitter=1.0, photometric=0.0, min_size=(64, 64))
+
+
+def test_dev_and_fit_are_disjoint_fixed_and_keep_a_guard_between_them() -> None:
+    from fusion_perception.image_pairs import DEV_GUARD, derived_split
+
+    train = [f"{i:05d}{'D' if i % 3 else 'N'}" for i in range(1, 800, 3)]  # 267 names, shuffled below
+    shuffled = list(np.random.default_rng(0).permutation(train))
+    dev, fit = derived_split(shuffled, "dev"), derived_split(train, "fit")
+    assert dev == derived_split(train, "dev")  # fixed by the names, not their order
+    assert not set(dev) & set(fit) and len(set(dev)) == len(dev)
+    ordered = sorted(train)
+    dev_idx = sorted(ordered.index(n) for n in dev)
+    fit_idx = {ordered.index(n) for n in fit}
+    assert len(dev) + len(fit) == len(train) - 4 * DEV_GUARD  # two blocks, a guard on each side
+    for i in dev_idx:  # no fit name within the guard of a dev name
+        assert not fit_idx & set(range(i - DEV_GUARD, i + DEV_GUARD + 1))
+
+
+def test_split_names_derives_dev_from_the_train_file(tmp_path: Path) -> None:
+    from fusion_perception.image_pairs import derived_split, split_names
+
+    (tmp_path / "splits").mkdir()
+    names = [f"{i:05d}N" for i in range(100)]
+    (tmp_path / "splits" / "train.txt").write_text("\n".join(names) + "\n")
+    assert split_names(tmp_path, "dev") == derived_split(names, "dev")
+    assert split_names(tmp_path, "fit") == derived_split(names, "fit")
+    with pytest.raises(DatasetError, match="val"):
+        split_names(tmp_path, "val")

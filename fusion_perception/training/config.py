@@ -41,8 +41,10 @@ class DataConfig:
     """
 
     msrs_root: str = "msrs"
-    train_split: str = "splits/train.txt"
-    val_split: str = "splits/val.txt"
+    # split names as ``image_pairs.split_names`` reads them: a file under <msrs_root>/splits/, or
+    # ``fit``/``dev`` carved from the train split (the development protocol, docs/RESULTS.md)
+    train_split: str = "train"
+    val_split: str = "val"
     extra_pair_roots: list[str] = field(default_factory=list)  # unlabelled ir/ + vi/ folders (fusion terms)
     upper_holdout: float = 0.1  # share of the train split held out (fixed, disjoint) for the upper level
     # teacher-labelled folders for the task net (distillation): ["ROOT=LABELS.json", ...]
@@ -52,6 +54,8 @@ class DataConfig:
     pseudo_every: int = 4  # every k-th lower step trains on a pseudo-labelled batch
     crop_width: int = 320
     crop_height: int = 256
+    scale_jitter: float = 0.0  # lower-level samples resized by U[1 - j, 1 + j] before the crop (augment.py)
+    photometric: float = 0.0  # gain U[1 - s, 1 + s], offset U[-s/2, s/2] per image (augment.py)
     batch_size: int = 8
     workers: int = 0
 
@@ -87,6 +91,9 @@ class LossConfig:
     terms weighted per pixel by G). One default each: with ``meta.intensity_norm: l2`` the squared
     intensity term of average fusion on MSRS crops is 0.018 against 0.10 for the L1 term, so the
     meta schemes' YAMLs set ``intensity: 5.0`` to give it the hand-set term's size.
+    ``seg_upsampled``: the segmentation cross-entropy is taken on logits upsampled bilinearly to the
+    label size, as the node upsamples them before its argmax; False downsamples the labels to the
+    logits by nearest neighbour instead (how the model of commit cc6034e was trained).
     """
 
     intensity: float = 1.0
@@ -94,6 +101,7 @@ class LossConfig:
     ssim: float = 1.0
     intensity_target: Literal["max", "saliency"] = "max"
     seg: float = 1.0
+    seg_upsampled: bool = True
     det: float = 1.0
     adversarial: float = 0.1
 
@@ -129,6 +137,8 @@ class TrainConfig:
     ``train_tasks``: False trains the fusion net alone on L_f (``scheme: plain`` only: the recipe's
     first phase, which would otherwise spend most of its time on a task net it throws away).
     ``init_from``: a checkpoint (training or deployed) whose fusion and task weights start the run.
+    ``init_tasks``: False takes only the fusion net from ``init_from``; the task net starts from
+    ImageNet (a fresh detector on a trained fusion net: the development protocol's lever runs).
     ``ema_decay``: exponential moving average of the weights, exported instead of the raw ones
     (0 disables).
     """
@@ -147,6 +157,7 @@ class TrainConfig:
     train_tasks: bool = True
     ema_decay: float = 0.999
     init_from: str = ""
+    init_tasks: bool = True
     warmup_steps: int = 200
     seed: int = 0
     device: str = "cpu"

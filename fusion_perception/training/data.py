@@ -82,13 +82,6 @@ def _upscale_to(ir: np.ndarray, vis: np.ndarray, size: tuple[int, int]) -> tuple
     )
 
 
-def read_split(root: Path, split: str) -> list[str]:
-    path = Path(root) / split
-    if not path.is_file():
-        raise DatasetError(f"split file {path} does not exist")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
 def box_derived_mask(boxes: np.ndarray, classes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Segmentation mask from boxes (largest first, so small boxes stay visible); IGNORE elsewhere."""
     mask = np.full((size[1], size[0]), IGNORE_INDEX, np.uint8)
@@ -113,6 +106,8 @@ class PairFolder(torch.utils.data.Dataset):
         pseudo: teacher boxes per stem (``PseudoLabels``) for a folder without human labels: they
             become detection targets with the teacher's score as box weight (soft distillation);
             segmentation stays unlabelled there.
+        augment: applied to every drawn sample before the crop (``training.augment.Augment``),
+            with this folder's generator.
     """
 
     def __init__(
@@ -125,8 +120,10 @@ class PairFolder(torch.utils.data.Dataset):
         seed: int = 0,
         fuse: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         pseudo: PseudoLabels | None = None,
+        augment: Callable[[Sample, np.random.Generator], Sample] | None = None,
     ) -> None:
         self.root = Path(root)
+        self.augment = augment
         self.fuse = fuse
         self.pseudo = pseudo
         self.pairs = find_pairs(self.root, names)
@@ -198,15 +195,18 @@ class PairFolder(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Sample:
         if index not in self._cache:
             self._cache[index] = self._load(index)
-        sample = self._cache[index]
+        cached = self._cache[index]
+        sample = replace(
+            cached,
+            ir=cached.ir.float(),
+            visible=cached.visible.float(),
+            fused=None if cached.fused is None else cached.fused.float(),
+        )
+        if self.augment is not None:
+            sample = self.augment(sample, self.rng)
         if self.crop is not None:
             sample = random_crop_flip(sample, self.crop, self.rng)
-        return replace(
-            sample,
-            ir=sample.ir.float(),
-            visible=sample.visible.float(),
-            fused=None if sample.fused is None else sample.fused.float(),
-        )
+        return sample
 
 
 @dataclass(frozen=True)

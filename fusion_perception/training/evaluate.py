@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError, FusionPerceptionError
-from ..image_pairs import find_pairs, read_pair
+from ..image_pairs import find_pairs, read_pair, split_names
 from ..metrics.detection import DetectionEvaluator, load_yolo_labels
 from ..metrics.fusion import FUSION_METRICS, fusion_metrics
 from ..metrics.segmentation import SegmentationEvaluator
@@ -72,14 +72,6 @@ def _load_checkpoint(path: Path):
     from ..models.checkpoint import load_deployed
 
     return load_deployed(path).eval()
-
-
-def _names(root: Path, split: str | None) -> list[str] | None:
-    if split is None:
-        return None
-    from .data import read_split
-
-    return read_split(root, f"splits/{split}.txt")
 
 
 def _seg_label(root: Path, stem: str) -> tuple[np.ndarray | None, str | None]:
@@ -127,7 +119,7 @@ def evaluate_folder(
         )
     if fusion_only and (judge or baselines):
         raise ValueError("--fusion-only scores fusion metrics alone: no --judge or --baseline")
-    pairs = find_pairs(root, _names(root, split))
+    pairs = find_pairs(root, split_names(root, split))
     model = _load_checkpoint(checkpoint)
     info = model.info
     detectors = (
@@ -230,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", type=Path, help="folder with ir/, vi/, labels_det_fusion/ (MSRS layout)")
     parser.add_argument("--json", type=Path, required=True, help="write the report here")
     parser.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint (last.pt)")
-    parser.add_argument("--split", help="evaluate only the names in DATASET/splits/SPLIT.txt (e.g. val)")
+    parser.add_argument(
+        "--split",
+        help="evaluate only the names of SPLIT: DATASET/splits/SPLIT.txt (e.g. val), "
+        "or dev, carved from the train split (the development protocol)",
+    )
     parser.add_argument(
         "--baseline",
         action="append",

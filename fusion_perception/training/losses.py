@@ -77,12 +77,20 @@ def fusion_loss(fused: Tensor, ir: Tensor, vis_y: Tensor, cfg: LossConfig) -> tu
     return total, {"intensity": l_int.item(), "gradient": l_grad.item(), "ssim": l_ssim.item()}
 
 
-def segmentation_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy of stride-s logits against full-size labels (downsampled by nearest)."""
-    small = F.interpolate(target[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
-    if bool((small == IGNORE_INDEX).all()):
+def segmentation_loss(logits: Tensor, target: Tensor, upsampled: bool = True) -> Tensor:
+    """Cross-entropy of stride-s logits against full-size labels [N,H,W].
+
+    ``upsampled``: the logits are resized bilinearly to the labels (the deployed
+    ``postprocess.segmentation_labels`` takes its argmax after the same resize, so training scores
+    what the node outputs); False compares them with labels downsampled by nearest neighbour.
+    """
+    if upsampled:
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    else:
+        target = F.interpolate(target[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+    if bool((target == IGNORE_INDEX).all()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, small, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
 
 
 def box_iou_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:

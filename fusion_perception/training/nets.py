@@ -23,11 +23,13 @@ from .losses import detection_loss, segmentation_loss
 __all__ = ["Nets", "load_init_weights"]
 
 
-def load_init_weights(path: str, fusion: nn.Module, tasks: nn.Module) -> None:
+def load_init_weights(path: str, fusion: nn.Module, tasks: nn.Module | None) -> None:
     """Start from a training or deployed checkpoint's fusion and task weights (its deployable
-    copy: the EMA weights when the run kept them)."""
+    copy: the EMA weights when the run kept them); ``tasks`` None keeps the task net as it is."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     for key, module in (("fusion", fusion), ("tasks", tasks)):
+        if module is None:
+            continue
         if key not in state:
             raise ValueError(f"init_from {path} holds no {key!r} weights")
         try:
@@ -49,9 +51,10 @@ class Nets:
         self.cfg = cfg
         self.sync = sync
         fusion = GuidedFusionNet(**cfg.model.fusion)
-        tasks = TaskNet(**{"pretrained": not cfg.init_from, **cfg.model.tasks})
+        own_tasks = bool(cfg.init_from) and cfg.init_tasks
+        tasks = TaskNet(**{"pretrained": not own_tasks, **cfg.model.tasks})
         if cfg.init_from:
-            load_init_weights(cfg.init_from, fusion, tasks)
+            load_init_weights(cfg.init_from, fusion, tasks if own_tasks else None)
         self.fusion, self.tasks = fusion.to(device), tasks.to(device)
         self.opt_fusion = torch.optim.Adam(self.fusion.parameters(), lr=cfg.fusion_lr)
         backbone = list(self.tasks.backbone.parameters())
@@ -92,7 +95,7 @@ class Nets:
         """(weighted segmentation loss, weighted detection loss) of T on input ``x`` [N,3,H,W]."""
         seg_logits, det_raw = self.tasks(x)
         size = (x.shape[-1], x.shape[-2])
-        l_seg = segmentation_loss(seg_logits, batch["seg"])
+        l_seg = segmentation_loss(seg_logits, batch["seg"], self.cfg.loss.seg_upsampled)
         l_det = detection_loss(
             det_raw, batch["boxes"], batch["classes"], size, self.tasks.det_strides, batch["weights"]
         )

@@ -6,6 +6,9 @@
 * **extra**: unlabelled two-source folders; fusion-loss terms only.
 * **pseudo**: teacher-labelled folders; every ``pseudo_every``-th lower batch (distillation).
 
+Lower-level and pseudo-labelled samples are augmented when ``data.scale_jitter`` or
+``data.photometric`` is set (:mod:`.augment`); held-out and extra samples never are.
+
 Batch indices come from one ``torch.Generator`` per rank, crops and flips from one numpy generator
 per dataset; both are part of the checkpoint (``state_dict``), so a resumed run draws the same
 batches as an uninterrupted one.
@@ -20,8 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..image_pairs import split_names
+from .augment import Augment
 from .config import TrainConfig
-from .data import PairFolder, PseudoLabels, Sample, collate, read_split
+from .data import PairFolder, PseudoLabels, Sample, collate
 
 __all__ = ["TrainData", "holdout_split"]
 
@@ -37,6 +42,13 @@ def holdout_split(names: list[str], share: float) -> tuple[list[str], list[str]]
     picked = set(np.random.default_rng(20231).permutation(len(ordered))[:count].tolist())
     upper = [n for i, n in enumerate(ordered) if i in picked]
     return [n for n in names if n not in set(upper)], upper
+
+
+def _split(root: Any, name: str) -> list[str]:
+    names = split_names(root, name)
+    if names is None:
+        raise ValueError("a training run needs a named split (data.train_split, data.val_split), not ''")
+    return names
 
 
 class TrainData:
@@ -65,8 +77,12 @@ class TrainData:
         self.paths = cfg.data.resolved_paths()
         root = self.paths.msrs
         crop = (cfg.data.crop_width, cfg.data.crop_height)
-        lower, upper = holdout_split(read_split(root, cfg.data.train_split), cfg.data.upper_holdout)
-        self.train_set = PairFolder(root, lower, crop=crop, seed=cfg.seed + 17 * rank, fuse=fuse)
+        lower, upper = holdout_split(_split(root, cfg.data.train_split), cfg.data.upper_holdout)
+        augment = Augment(cfg.data.scale_jitter, cfg.data.photometric, crop)
+        lower_augment = augment if augment.active else None
+        self.train_set = PairFolder(
+            root, lower, crop=crop, seed=cfg.seed + 17 * rank, fuse=fuse, augment=lower_augment
+        )
         self.upper_set = PairFolder(root, upper, crop=crop, seed=cfg.seed + 17 * rank + 1)
         self.extra_sets = [
             PairFolder(p, labelled=False, crop=crop, seed=cfg.seed + i)
@@ -77,14 +93,20 @@ class TrainData:
             pseudo = PseudoLabels.from_teacher(labels, cfg.data.pseudo_source, cfg.data.pseudo_min_score)
             self.pseudo_sets.append(
                 PairFolder(
-                    folder, labelled=False, crop=crop, seed=cfg.seed + 100 + i, fuse=fuse, pseudo=pseudo
+                    folder,
+                    labelled=False,
+                    crop=crop,
+                    seed=cfg.seed + 100 + i,
+                    fuse=fuse,
+                    pseudo=pseudo,
+                    augment=lower_augment,
                 )
             )
 
     def describe(self) -> str:
         """What the lower and upper level train on, for the model info."""
         return (
-            f"MSRS train split: {len(self.train_set)} lower-level pairs, "
+            f"MSRS {self.cfg.data.train_split} split: {len(self.train_set)} lower-level pairs, "
             f"{len(self.upper_set)} held out for the upper level"
         )
 
@@ -121,7 +143,7 @@ class TrainData:
     def val_samples(self, count: int) -> list[Sample]:
         """The first ``count`` validation pairs, whole images, without labels."""
         root = self.paths.msrs
-        pairs = PairFolder(root, read_split(root, self.cfg.data.val_split)[:count], labelled=False)
+        pairs = PairFolder(root, _split(root, self.cfg.data.val_split)[:count], labelled=False)
         return [pairs[i] for i in range(len(pairs))]
 
     # ---------------------------------------------------------------- state
