@@ -1,0 +1,69 @@
+"""The lever table of the development protocol: mean and min-max over seeds of each lever's dev scores.
+
+    python scripts/dev_table.py runs/levers              # reads runs/levers/<LEVER>_s<SEED>/dev.json
+
+Runs come from ``scripts/dev_levers.sh`` (task net trained on ``fit``, scored on ``dev`` by
+``fusion-perception evaluate --split dev``). Prints a Markdown table (one row per lever, in the order
+first seen) with the seeds found; a lever with one seed shows its value with no range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+RUN_NAME = re.compile(r"^(?P<lever>.+)_s(?P<seed>\d+)$")
+COLUMNS = (
+    ("mAP@0.5", lambda r: r["detection"]["fused"]["mAP50"]),
+    ("mAP@0.5:0.95", lambda r: r["detection"]["fused"]["mAP50_95"]),
+    ("AP50 person", lambda r: r["detection"]["fused"]["per_class"]["person"]["AP50"]),
+    ("AP50 bicycle", lambda r: r["detection"]["fused"]["per_class"]["bicycle"]["AP50"]),
+    ("AP50 car", lambda r: r["detection"]["fused"]["per_class"]["car"]["AP50"]),
+    ("seg mIoU", lambda r: r["segmentation"]["mIoU"]),
+)
+
+
+def collect(root: Path) -> dict[str, dict[int, dict]]:
+    """lever -> seed -> the dev report, for every finished run under ``root``."""
+    runs: dict[str, dict[int, dict]] = {}
+    for report in sorted(root.glob("*/dev.json"), key=lambda p: p.stat().st_mtime):
+        match = RUN_NAME.match(report.parent.name)
+        if match:
+            runs.setdefault(match["lever"], {})[int(match["seed"])] = json.loads(report.read_text())
+    return runs
+
+
+def cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def table(runs: dict[str, dict[int, dict]]) -> str:
+    head = "| lever | seeds | " + " | ".join(name for name, _ in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
+    for lever, by_seed in runs.items():
+        seeds = sorted(by_seed)
+        cells = [cell([get(by_seed[s]) for s in seeds]) for _, get in COLUMNS]
+        lines.append(f"| {lever} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("root", type=Path, help="folder holding <LEVER>_s<SEED>/dev.json")
+    args = p.parse_args(argv)
+    runs = collect(args.root)
+    if not runs:
+        print(f"no <LEVER>_s<SEED>/dev.json under {args.root}", file=sys.stderr)
+        return 1
+    print(table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
