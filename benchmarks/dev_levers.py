@@ -1,10 +1,11 @@
 """The lever table of the development protocol: mean and min-max over seeds of each lever's dev scores.
 
-    python scripts/dev_table.py runs/levers              # reads runs/levers/<LEVER>_s<SEED>/dev.json
+    .venv/bin/python benchmarks/dev_levers.py runs/levers     # reads runs/levers/<LEVER>_s<SEED>/dev.json
 
 Runs come from ``scripts/dev_levers.sh`` (task net trained on ``fit``, scored on ``dev`` by
 ``fusion-perception evaluate --split dev``). Prints a Markdown table (one row per lever, in the order
-first seen) with the seeds found; a lever with one seed shows its value with no range.
+first seen) with the seeds found, a lever with one seed showing its value with no range, and writes
+every run's figures and the table's rows to ``results/dev_levers_cpu.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from _report import REPO, write_result
+
 RUN_NAME = re.compile(r"^(?P<lever>.+)_s(?P<seed>\d+)$")
 COLUMNS = (
     ("mAP@0.5", lambda r: r["detection"]["fused"]["mAP50"]),
@@ -23,6 +26,7 @@ COLUMNS = (
     ("AP50 person", lambda r: r["detection"]["fused"]["per_class"]["person"]["AP50"]),
     ("AP50 bicycle", lambda r: r["detection"]["fused"]["per_class"]["bicycle"]["AP50"]),
     ("AP50 car", lambda r: r["detection"]["fused"]["per_class"]["car"]["AP50"]),
+    ("AP50 person, same weights on IR", lambda r: r["detection"]["ir"]["per_class"]["person"]["AP50"]),
     ("seg mIoU", lambda r: r["segmentation"]["mIoU"]),
 )
 
@@ -35,6 +39,14 @@ def collect(root: Path) -> dict[str, dict[int, dict]]:
         if match:
             runs.setdefault(match["lever"], {})[int(match["seed"])] = json.loads(report.read_text())
     return runs
+
+
+def figures(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    """lever -> seed -> column -> value: what the JSON keeps of each report."""
+    return {
+        lever: {str(seed): {name: get(report) for name, get in COLUMNS} for seed, report in by_seed.items()}
+        for lever, by_seed in runs.items()
+    }
 
 
 def cell(values: list[float]) -> str:
@@ -56,12 +68,20 @@ def table(runs: dict[str, dict[int, dict]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("root", type=Path, help="folder holding <LEVER>_s<SEED>/dev.json")
+    p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "dev_levers_cpu.json")
     args = p.parse_args(argv)
     runs = collect(args.root)
     if not runs:
         print(f"no <LEVER>_s<SEED>/dev.json under {args.root}", file=sys.stderr)
         return 1
-    print(table(runs))
+    rendered = table(runs)
+    print(rendered)
+    first = next(iter(next(iter(runs.values())).values()))
+    write_result(args.json, {
+        "split": first.get("split"), "num_pairs": first.get("num_pairs"),
+        "runs": figures(runs), "table": rendered.splitlines(),
+        "training": {lever: next(iter(by.values())).get("model_training") for lever, by in runs.items()},
+    })
     return 0
 
 
