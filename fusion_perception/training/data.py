@@ -195,18 +195,22 @@ class PairFolder(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Sample:
         if index not in self._cache:
             self._cache[index] = self._load(index)
-        cached = self._cache[index]
-        sample = replace(
-            cached,
-            ir=cached.ir.float(),
-            visible=cached.visible.float(),
-            fused=None if cached.fused is None else cached.fused.float(),
-        )
-        if self.augment is not None:
-            sample = self.augment(sample, self.rng)
+        sample = self._cache[index]
+        if self.augment is not None:  # resizing needs float; without it the crop cuts the float16 cache
+            sample = self.augment(_as_float(sample), self.rng)
         if self.crop is not None:
             sample = random_crop_flip(sample, self.crop, self.rng)
-        return sample
+        return _as_float(sample)
+
+
+def _as_float(sample: Sample) -> Sample:
+    """``sample`` with float32 images (the cache keeps float16; ``.float()`` of float32 is a no-op)."""
+    return replace(
+        sample,
+        ir=sample.ir.float(),
+        visible=sample.visible.float(),
+        fused=None if sample.fused is None else sample.fused.float(),
+    )
 
 
 @dataclass(frozen=True)
