@@ -5,7 +5,9 @@
 Runs come from ``scripts/dev_levers.sh`` (task net trained on ``fit``, scored on ``dev`` by
 ``fusion-perception evaluate --split dev``). Prints a Markdown table (one row per lever, in the order
 first seen) with the seeds found, a lever with one seed showing its value with no range, and writes
-every run's figures and the table's rows to ``results/dev_levers_cpu.json``.
+every run's figures and the table's rows to ``results/dev_levers_cpu.json``. The judge columns (the fixed
+NanoDet-g on the run's fused images, mapped classes) are filled for runs evaluated with ``--judge``
+(the ``fusion_*`` levers, whose fusion nets differ); "-" elsewhere.
 """
 
 from __future__ import annotations
@@ -28,7 +30,25 @@ COLUMNS = (
     ("AP50 car", lambda r: r["detection"]["fused"]["per_class"]["car"]["AP50"]),
     ("AP50 person, same weights on IR", lambda r: r["detection"]["ir"]["per_class"]["person"]["AP50"]),
     ("seg mIoU", lambda r: r["segmentation"]["mIoU"]),
+    ("judge mAP@0.5, fused", lambda r: _judge(r, "fused")["mAP50"]),
+    ("judge AP50 person, fused", lambda r: _judge(r, "fused")["per_class"]["person"]["AP50"]),
+    ("judge AP50 person, IR", lambda r: _judge(r, "ir")["per_class"]["person"]["AP50"]),
 )
+
+
+def _judge(report: dict, image: str) -> dict:
+    """The judge's row for ``image`` (mapped classes); KeyError when the run was not judged."""
+    judge = report.get("judge")  # None for a run evaluated without --judge
+    if judge is None:
+        raise KeyError("judge")
+    return judge["results"]["mapped"][image]
+
+
+def _value(get, report: dict) -> float | None:
+    try:
+        return get(report)
+    except KeyError:
+        return None
 
 
 def collect(root: Path) -> dict[str, dict[int, dict]]:
@@ -44,12 +64,16 @@ def collect(root: Path) -> dict[str, dict[int, dict]]:
 def figures(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, float]]]:
     """lever -> seed -> column -> value: what the JSON keeps of each report."""
     return {
-        lever: {str(seed): {name: get(report) for name, get in COLUMNS} for seed, report in by_seed.items()}
+        lever: {
+            str(seed): {name: _value(get, rep) for name, get in COLUMNS} for seed, rep in by_seed.items()
+        }
         for lever, by_seed in runs.items()
     }
 
 
-def cell(values: list[float]) -> str:
+def cell(values: list[float | None]) -> str:
+    if None in values:
+        return "-"
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
@@ -60,7 +84,7 @@ def table(runs: dict[str, dict[int, dict]]) -> str:
     lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
     for lever, by_seed in runs.items():
         seeds = sorted(by_seed)
-        cells = [cell([get(by_seed[s]) for s in seeds]) for _, get in COLUMNS]
+        cells = [cell([_value(get, by_seed[s]) for s in seeds]) for _, get in COLUMNS]
         lines.append(f"| {lever} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -3,13 +3,17 @@
 # score on `dev`, never on val.
 #
 #   scripts/dev_levers.sh OUT_ROOT LEVER SEED [STEPS]
-#       LEVER: base | seg_up | aug | aug_seg_up   (what each sets: the case below)
+#       LEVER: base | seg_up | aug | aug_seg_up | fusion_max | fusion_saliency   (the cases below)
 #
 # Every run trains a fresh task net (ImageNet init) on the fused images of one fixed fusion net
 # (FUSION, default: the bundled default model's), with the recipe's task-phase settings
 # (scripts/recipe.sh, phase `tasks`) for STEPS steps (default 1200), then scores it on dev:
 # OUT_ROOT/LEVER_sSEED/dev.json. The fixed fusion net saw the train split's images (dev included)
 # in its own training but no task net trained here sees a dev label.
+# The fusion_* levers measure the fusion objective instead: a fusion net is first trained on fit
+# alone (the recipe's `fusion` phase, FUSION_STEPS, default 600) with that intensity target
+# (`loss.intensity_target`), then the aug_seg_up task net on its fused images; the report also
+# holds the fixed judge's scores of those fused images (`evaluate --judge`).
 # Environment as scripts/recipe.sh: DEVICE, FUSION_PERCEPTION_DATA; THREADS (torch threads, default 2).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,12 +31,25 @@ case $LEVER in
   base) EXTRA=(--set loss.seg_upsampled=false) ;;
   seg_up) EXTRA=(--set loss.seg_upsampled=true) ;;
   aug) EXTRA=(--set loss.seg_upsampled=false "${AUG[@]}") ;;
-  aug_seg_up) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}") ;;
-  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up)" >&2; exit 2 ;;
+  aug_seg_up | fusion_max | fusion_saliency) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}") ;;
+  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up fusion_max fusion_saliency)" >&2; exit 2 ;;
 esac
 RUN=$OUT/${LEVER}_s$SEED
 mkdir -p "$RUN"
+JUDGE=()
 t0=$SECONDS
+if [[ $LEVER == fusion_* ]]; then
+  "$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --device "${DEVICE:-cpu}" \
+    --set out_dir="$RUN/fusion" --set data.msrs_root="$DATA/msrs" --set data.train_split=fit \
+    --set seed="$SEED" --set threads="${THREADS:-2}" --set steps="${FUSION_STEPS:-600}" \
+    --set scheme=plain --set train_tasks=false --set upper_every=1 --set ema_decay=0.0 \
+    --set loss.intensity_target="${LEVER#fusion_}" \
+    --set data.crop_width=256 --set data.crop_height=224 --set data.batch_size=4
+  echo "[levers] $LEVER seed $SEED: $((SECONDS - t0)) s fusion" | tee -a "$OUT/times.txt"
+  FUSION=$RUN/fusion/last.pt
+  JUDGE=(--judge)
+  t0=$SECONDS
+fi
 "$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --device "${DEVICE:-cpu}" \
   --set out_dir="$RUN" --set data.msrs_root="$DATA/msrs" --set data.train_split=fit \
   --set seed="$SEED" --set threads="${THREADS:-2}" --set steps="$STEPS" \
@@ -40,4 +57,4 @@ t0=$SECONDS
   --set lower_lr=0.001 --set data.pseudo_labelled="$PSEUDO" \
   --set data.crop_width=640 --set data.crop_height=480 --set data.batch_size=4 "${EXTRA[@]}"
 echo "[levers] $LEVER seed $SEED: $((SECONDS - t0)) s train" | tee -a "$OUT/times.txt"
-"$FP" evaluate "$DATA/msrs" --split dev --checkpoint "$RUN/last.pt" --json "$RUN/dev.json"
+"$FP" evaluate "$DATA/msrs" --split dev --checkpoint "$RUN/last.pt" --json "$RUN/dev.json" "${JUDGE[@]}"

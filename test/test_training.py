@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from fusion_perception.image_pairs import split_names  # noqa: E402
 from fusion_perception.training.config import SCHEME_NAMES, load_config  # noqa: E402
 from fusion_perception.training.schemes import SCHEMES  # noqa: E402
 from fusion_perception.training.train_data import holdout_split  # noqa: E402
@@ -92,6 +93,32 @@ def test_upper_batches_come_from_the_held_out_pairs(tmp_path: Path) -> None:
     lower = {stem for stem, _, _ in trainer.data.train_set.pairs}
     assert upper and not upper & lower
     assert set(trainer.data.held_out()["names"]) <= upper
+
+
+@needs_msrs
+@pytest.mark.parametrize(
+    ("over", "held"),
+    [
+        ({"scheme": "plain"}, False),  # no upper-level objective: every train pair trains
+        ({"scheme": "bilevel", "freeze_fusion": True}, False),  # F frozen: no upper step reads them
+        ({"scheme": "bilevel"}, True),
+        ({"scheme": "tdfusion"}, True),
+    ],
+)
+def test_pairs_are_held_out_only_for_an_upper_objective_that_reads_them(
+    tmp_path: Path, over: dict, held: bool
+) -> None:
+    trainer = Trainer(_tiny(tmp_path, **over))
+    split = set(split_names(trainer.data.paths.msrs, trainer.cfg.data.train_split))
+    lower = {stem for stem, _, _ in trainer.data.train_set.pairs}
+    if held:
+        assert trainer.data.upper_set is not None and len(trainer.data.upper_set) == round(0.1 * len(split))
+        assert lower == split - {stem for stem, _, _ in trainer.data.upper_set.pairs}
+    else:
+        assert trainer.data.upper_set is None and lower == split
+        with pytest.raises(RuntimeError, match="holds no pairs out"):
+            trainer.data.held_out()
+    assert f"{len(lower)} lower-level pairs" in trainer.data.describe()
 
 
 @needs_msrs

@@ -1,8 +1,11 @@
 """The data of a run: the four kinds of dataset, how batches are drawn from them, and their RNG state.
 
-* **lower**: the MSRS train split minus a fixed held-out share; every iteration's batch.
+* **lower**: the MSRS train split, minus a fixed held-out share when the run needs one; every
+  iteration's batch.
 * **upper**: that held-out share (``data.upper_holdout``); the upper-level objectives (bi-level F,
   the meta schemes' outer objective) are evaluated on it, never on what the lower level fitted.
+  Runs without such an objective (``scheme: plain``, a frozen fusion net) hold nothing out: a
+  pair set aside that no objective reads would only shrink the training set.
 * **extra**: unlabelled two-source folders; fusion-loss terms only.
 * **pseudo**: teacher-labelled folders; every ``pseudo_every``-th lower batch (distillation).
 
@@ -60,6 +63,8 @@ class TrainData:
         device: where batches are moved.
         fuse: ``(ir, vis_y) -> fused`` of a frozen fusion net, to cache fused images once per pair
             (the task phase); None computes them per step.
+        hold_out: set ``data.upper_holdout`` of the train split aside for ``held_out`` (a scheme
+            with an upper-level objective on held-out pairs, while the fusion net trains).
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class TrainData:
         rank: int,
         device: torch.device,
         fuse: Callable[[Tensor, Tensor], Tensor] | None = None,
+        hold_out: bool = True,
     ) -> None:
         self.cfg = cfg
         self.device = device
@@ -77,13 +83,14 @@ class TrainData:
         self.paths = cfg.data.resolved_paths()
         root = self.paths.msrs
         crop = (cfg.data.crop_width, cfg.data.crop_height)
-        lower, upper = holdout_split(_split(root, cfg.data.train_split), cfg.data.upper_holdout)
+        names = _split(root, cfg.data.train_split)
+        lower, upper = holdout_split(names, cfg.data.upper_holdout) if hold_out else (names, [])
         augment = Augment(cfg.data.scale_jitter, cfg.data.photometric, crop)
         lower_augment = augment if augment.active else None
         self.train_set = PairFolder(
             root, lower, crop=crop, seed=cfg.seed + 17 * rank, fuse=fuse, augment=lower_augment
         )
-        self.upper_set = PairFolder(root, upper, crop=crop, seed=cfg.seed + 17 * rank + 1)
+        self.upper_set = PairFolder(root, upper, crop=crop, seed=cfg.seed + 17 * rank + 1) if upper else None
         self.extra_sets = [
             PairFolder(p, labelled=False, crop=crop, seed=cfg.seed + i)
             for i, p in enumerate(self.paths.extra)
@@ -105,9 +112,10 @@ class TrainData:
 
     def describe(self) -> str:
         """What the lower and upper level train on, for the model info."""
+        held = len(self.upper_set) if self.upper_set is not None else 0
         return (
             f"MSRS {self.cfg.data.train_split} split: {len(self.train_set)} lower-level pairs, "
-            f"{len(self.upper_set)} held out for the upper level"
+            f"{held} held out for the upper level"
         )
 
     # ---------------------------------------------------------------- batches
@@ -123,6 +131,8 @@ class TrainData:
 
     def held_out(self) -> dict[str, Any]:
         """A batch of held-out pairs for an upper-level objective (half the training batch size)."""
+        if self.upper_set is None:
+            raise RuntimeError("this run holds no pairs out (built with hold_out=False)")
         return self.batch(self.upper_set, max(1, self.cfg.data.batch_size // 2))
 
     def extra_batches(self) -> list[dict[str, Any]]:
@@ -152,7 +162,7 @@ class TrainData:
         return {
             "gen": self.gen.get_state(),
             "numpy": self.train_set.rng.bit_generator.state,
-            "upper": self.upper_set.rng.bit_generator.state,
+            "upper": self.upper_set.rng.bit_generator.state if self.upper_set is not None else None,
             "extra": [s.rng.bit_generator.state for s in self.extra_sets],
             "pseudo": [s.rng.bit_generator.state for s in self.pseudo_sets],
         }
@@ -160,7 +170,8 @@ class TrainData:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.gen.set_state(state["gen"])
         self.train_set.rng.bit_generator.state = state["numpy"]
-        self.upper_set.rng.bit_generator.state = state["upper"]
+        if self.upper_set is not None:
+            self.upper_set.rng.bit_generator.state = state["upper"]
         for s, st in zip(self.extra_sets, state["extra"], strict=True):
             s.rng.bit_generator.state = st
         for s, st in zip(self.pseudo_sets, state["pseudo"], strict=True):

@@ -30,7 +30,7 @@ from .config import TrainConfig
 from .distributed import GradSync
 from .nets import Nets
 from .run_state import gather_rng, restore_rng, save_atomic
-from .schemes import LearnedLossScheme, SchemeContext, build_scheme
+from .schemes import SCHEMES, LearnedLossScheme, SchemeContext, build_scheme
 from .train_data import TrainData
 
 __all__ = ["Trainer"]
@@ -53,7 +53,11 @@ class Trainer:
         self.nets = Nets(config, self.device, self.sync)
         cached = config.freeze_fusion and config.input_modality == "fused"
         self.data = TrainData(
-            config, rank=self.rank, device=self.device, fuse=self._cached_fusion if cached else None
+            config,
+            rank=self.rank,
+            device=self.device,
+            fuse=self._cached_fusion if cached else None,
+            hold_out=SCHEMES[config.scheme].uses_held_out and config.trains_fusion,
         )
         self.scheme = build_scheme(SchemeContext(config, self.nets, self.data, self.device, self.sync))
         self.step = 0

@@ -70,6 +70,9 @@ class Scheme(ABC):
     """
 
     name: ClassVar[str]
+    #: Whether ``step`` evaluates an objective on held-out pairs (``TrainData.held_out``). Only then
+    #: does the run set ``data.upper_holdout`` of the train split aside; otherwise every pair trains.
+    uses_held_out: ClassVar[bool] = True
 
     def __init__(self, ctx: SchemeContext) -> None:
         self.ctx = ctx

@@ -39,6 +39,7 @@ class BilevelScheme(PlainScheme):
     """F steps along ∇θ L_f + aggregate(h_m) over the lower modules m of ``bilevel_modules``."""
 
     name = "bilevel"
+    uses_held_out = True  # the upper objectives F_m are evaluated on held-out pairs
 
     def __init__(self, ctx: SchemeContext) -> None:
         super().__init__(ctx)

@@ -19,6 +19,7 @@ class PlainScheme(Scheme):
     """F steps along ∇θ L_f, L_f the hand-set loss weighted by ``loss:``."""
 
     name = "plain"
+    uses_held_out = False
 
     def fusion_loss(self, fused: Tensor, first: Tensor, second: Tensor) -> tuple[Tensor, dict[str, float]]:
         return fusion_loss(fused, first, second, self.cfg.loss)
