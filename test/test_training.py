@@ -70,6 +70,25 @@ def test_training_steps_lower_the_losses_on_a_fixed_batch(tmp_path: Path) -> Non
 
 
 @needs_msrs
+def test_logged_lower_losses_are_means_over_the_steps_since_the_last_log(tmp_path: Path) -> None:
+    """One step's value is one batch's (with log_every a multiple of pseudo_every, always a
+    teacher-labelled one); the log holds the mean of every step since the previous log."""
+    trainer = Trainer(_tiny(tmp_path, scheme="plain", steps=4, log_every=4, upper_every=8))
+    seen: list[dict[str, float]] = []
+    step = trainer.train_step
+
+    def recorded(batch: dict) -> dict[str, float]:
+        seen.append(step(batch))
+        return seen[-1]
+
+    trainer.train_step = recorded
+    row = next(r for r in trainer.fit(progress=False) if r["step"] == 4)
+    assert len(seen) == 4 and len({s["det"] for s in seen}) > 1
+    assert row["det"] == pytest.approx(sum(s["det"] for s in seen) / 4)
+    assert row["seg"] == pytest.approx(sum(s["seg"] for s in seen) / 4)
+
+
+@needs_msrs
 def test_upper_steps_are_logged_whatever_log_every_is(tmp_path: Path) -> None:
     """log_every a multiple of upper_every used to hide every upper step; now each one is logged."""
     trainer = Trainer(_tiny(tmp_path, steps=4, upper_every=2, log_every=4))

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..models.fusion import GuidedFusionNet
 from ..models.tasks import TaskNet
 from .config import TrainConfig
+from .data import IGNORE_INDEX
 from .distributed import GradSync
 from .ema import ModelEMA
 from .losses import detection_loss, segmentation_loss
@@ -110,7 +111,10 @@ class Nets:
         torch.nn.utils.clip_grad_norm_(self.tasks.parameters(), 10.0)
         self.opt_tasks.step()
         self.sched_tasks.step()
-        return {"seg": l_seg.item(), "det": l_det.item()}
+        logs = {"det": l_det.item()}
+        if bool((batch["seg"] != IGNORE_INDEX).any()):  # teacher-labelled batches carry no seg labels
+            logs["seg"] = l_seg.item()
+        return logs
 
     def step_fusion(self, grad: Tensor) -> None:
         """One step of F along the flat gradient ``grad`` (averaged across ranks, clipped to norm 1)."""

@@ -5,7 +5,9 @@ scheme its own lower-level step (the discriminator, if any), and every ``upper_e
 the scheme updates the fusion net (``schemes/``: plain, bi-level, TDFusion, ReFusion). The loop
 does not know which scheme runs; it logs what the scheme returns under ``upper/``, at every upper
 step (these carry the method's argument: F and f per module, c, the meta-gradient, G's shares),
-and the rest every ``log_every`` steps, to TensorBoard and the history.
+and the rest every ``log_every`` steps, to TensorBoard and the history: each value the mean over the
+steps since the last log that reported it (a single step's value would be one batch's, and with
+``log_every`` a multiple of ``pseudo_every`` always a teacher-labelled batch without segmentation).
 
 Data and sampling are in ``train_data.py``, checkpoint plumbing and RNG state in ``run_state.py``:
 a resumed run continues bit-for-bit where it stopped on the same device and world size. Under
@@ -195,6 +197,7 @@ class Trainer:
             bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train[{cfg.scheme}/{cfg.aggregation}]")
         t0 = time.perf_counter()
         batches = self.data.batches()
+        window: dict[str, list[float]] = {}  # lower-level values since the last log
         with writer if writer is not None else nullcontext():
             while self.step < end:
                 logs = self.train_step(next(batches))
@@ -205,7 +208,11 @@ class Trainer:
                         for key, value in upper.items():
                             writer.add_scalar(key, value, self.step)
                     logs = {k: v for k, v in logs.items() if k not in upper}
+                for key, value in logs.items():
+                    window.setdefault(key, []).append(value)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    logs = {k: sum(v) / len(v) for k, v in window.items()}
+                    window = {}
                     logs["elapsed_s"] = time.perf_counter() - t0
                     self.history.append({"step": self.step, **logs})
                     if writer is not None:
