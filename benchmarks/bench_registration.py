@@ -101,14 +101,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from fusion_perception.runtime.backend import OnnxRuntimeBackend
     from fusion_perception.runtime.pipeline import Pipeline, PipelineConfig
 
-    def load(split: str, limit: int | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        names = split_names(args.dataset, split)
+    def load(names: list[str]) -> list[tuple[str, np.ndarray, np.ndarray]]:
         return [(stem, to_gray(ir), vis) for stem, ir, vis in
-                ((s, *read_pair(i, v)) for s, i, v in find_pairs(args.dataset, names[:limit]))]
+                ((s, *read_pair(i, v)) for s, i, v in find_pairs(args.dataset, names))]
 
-    val, calib = load("val", args.limit), load("train", CALIBRATION_PAIRS)
-    train = load("train", None)
-    ref = [train[i] for i in np.linspace(0, len(train) - 1, REFERENCE_PAIRS).round().astype(int)]
+    train = split_names(args.dataset, "train")
+    val, calib = load(split_names(args.dataset, "val")[: args.limit]), load(train[:CALIBRATION_PAIRS])
+    ref = load([train[i] for i in np.linspace(0, len(train) - 1, REFERENCE_PAIRS).round().astype(int)])
     d = refine_joint([to_unit(ir) for _, ir, _ in ref], [to_unit(vis) for _, _, vis in ref], np.eye(3)).h
     vis_size = (val[0][2].shape[1], val[0][2].shape[0])
     backend = OnnxRuntimeBackend(args.model, threads=args.threads)
