@@ -46,7 +46,9 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     extra_pair_roots: list[str] = field(default_factory=list)  # unlabelled ir/ + vi/ folders (fusion terms)
-    upper_holdout: float = 0.1  # share of the train split held out (fixed, disjoint) for the upper level
+    # share of the train split held out (fixed, disjoint) for the upper level; only by a scheme that
+    # reads held-out pairs while F trains (``Scheme.uses_held_out``), else every pair trains
+    upper_holdout: float = 0.1
     # teacher-labelled folders for the task net (distillation): ["ROOT=LABELS.json", ...]
     pseudo_labelled: list[str] = field(default_factory=list)
     pseudo_source: str = "max"  # which teacher run: visible | ir | max
