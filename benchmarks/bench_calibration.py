@@ -347,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
-                   help="main: the 100-case table (and alignment_score); candidates; controls. Parts not "
-                        "run are carried over from the existing --out file and listed in setup.carried_over")
+                   help="all three (default), or main alone (the 100-case table and alignment_score): the "
+                        "candidates and controls are then carried over from the existing --out file and "
+                        "listed in setup.carried_over")
     p.add_argument("--jobs", type=int, default=1, help="datasets measured in parallel (one process each)")
     p.add_argument("--cases", type=int, default=100, help="groups per dataset (default 100)")
     p.add_argument("--pairs", type=int, default=8, help="pairs per group, one rig (default 8)")
@@ -360,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="5 cases of everything (smoke test, no JSON)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "calibration_cpu.json")
     args = p.parse_args(argv)
+    if set(args.parts) not in ({"main"}, set(PARTS)):
+        p.error("--parts: main alone (the rest carried over), or all three")
     if args.quick:
         args.cases = args.compare_cases = args.control_cases = 5
     t0 = time.perf_counter()
@@ -386,29 +389,25 @@ def main(argv: list[str] | None = None) -> int:
     if result["score"]:
         print("\nalignment_score on MSRS val:", result["score"])
     if not args.quick:
-        carry_over(result, args.out, [part for part in PARTS if part not in args.parts])
         result["table"] = [{"dataset": ds, "method": m, **s} for ds, m, s in rows]
-        result["table"] += result.pop("carried_rows", [])
+        if set(args.parts) == {"main"}:
+            result["table"] += carry_over(result, args.out)
         write_result(args.out, result)
     return 0
 
 
-def carry_over(result: dict, path: Path, parts: list[str]) -> None:
-    """Copy the sections of ``parts`` (not run now) and their table rows from the previous ``path``."""
-    if not parts or not path.exists():
-        return
-    if set(parts) != {"candidates", "controls"}:
-        raise SystemExit("--parts: run main alone, or candidates and controls with it")
+def carry_over(result: dict, path: Path) -> list[dict]:
+    """Copy the candidates and controls (not run now) from the previous ``path``; their table rows."""
+    if not path.exists():
+        return []
     old = json.loads(path.read_text())
-    if "candidates" in parts:
-        result["candidates"] = old.get("candidates", {})
-    if "controls" in parts:
-        result["controls"] = old.get("controls", {})
+    result["candidates"] = old.get("candidates", {})
+    result["controls"] = old.get("controls", {})
+    result["setup"]["carried_over"] = {"parts": ["candidates", "controls"], "from": old.get("setup", {})}
     # the main table's rows are "shipped (joint), ..." and "region ref ..."; every other row belongs
-    # to the candidates or the controls, and is kept when both are carried over (the usual case)
+    # to the candidates or the controls
     main_row = ("shipped (joint)", "region ref")
-    result["carried_rows"] = [row for row in old.get("table", []) if not row["method"].startswith(main_row)]
-    result["setup"]["carried_over"] = {"parts": parts, "from": old.get("setup", {})}
+    return [row for row in old.get("table", []) if not row["method"].startswith(main_row)]
 
 
 if __name__ == "__main__":
