@@ -56,10 +56,33 @@ def test_default_model_is_found_through_the_package_not_the_cwd(tmp_path: Path, 
     ({"stale_input_s": 2.0, "stale_error_s": 1.0}, "stale_error_s=1.0 must be >= stale_input_s=2.0"),
     ({"camera_loss_policy": "ignore"}, "camera_loss_policy='ignore' is not one of degrade, drop"),
     ({"max_input_pixels": 0}, "max_input_pixels"),
+    ({"network_size": "384"}, "network_size='384' must read WxH"),
+    ({"network_size": "400x300"}, "multiples of 32"),
 ])
 def test_bad_values_fail_with_a_reason_naming_them(values: dict, message: str) -> None:
     with pytest.raises(ParameterValueError, match=message):
         settings_from_values(values)
+
+
+def test_network_size_selects_the_sized_sibling_of_the_model(tmp_path: Path) -> None:
+    """The bundled 384x288 sibling loads and runs at that size; a missing sibling is an error that
+    says how to make it, and a file of another size is refused rather than run at the wrong size."""
+    from fusion_perception.errors import ModelFormatError
+    from fusion_perception.ros.pipeline_setup import load_backend
+
+    s = settings_from_values({"network_size": "384x288"})
+    assert s.network_size == (384, 288)
+    assert s.model_path == default_model_path().with_name("default_384x288.onnx")
+    backend = load_backend(s)
+    assert backend.info.input_size == (384, 288)
+    backend.close()
+    model = tmp_path / "mine.onnx"
+    with pytest.raises(ModelFormatError, match=r"needs .*mine_512x384.onnx; make it with `fusion-perception "
+                                               r"export CHECKPOINT --size 512x384 --name mine_512x384`"):
+        load_backend(settings_from_values({"model_file_path": str(model), "network_size": "512x384"}))
+    (tmp_path / "mine_512x384.onnx").write_bytes(default_model_path().read_bytes())  # a 640x480 graph
+    with pytest.raises(ModelFormatError, match=r"runs at \(640, 480\), not the network_size 512x384"):
+        load_backend(settings_from_values({"model_file_path": str(model), "network_size": "512x384"}))
 
 
 def test_homography_and_fixed_gain_are_converted() -> None:
@@ -168,3 +191,72 @@ def test_only_the_shipped_profile_turns_the_reader_memory_policy_on() -> None:
     assert not use_profile_reader_memory(env)  # already set: kept as it is
     chosen = {PROFILE_VARS[0]: str(shipped_profile()), XML_QOS_VAR: "0"}
     assert not use_profile_reader_memory(chosen) and chosen[XML_QOS_VAR] == "0"
+
+
+_FAULTS_PER_BUFFER = """
+import resource, sys, threading
+import numpy as np
+from fusion_perception.ros.process import reuse_image_buffers
+if sys.argv[1] == "reuse":
+    assert reuse_image_buffers()
+else:  # a buffer per mmap: the policy reuse_image_buffers replaced
+    import ctypes
+    assert ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024) == 1
+def cycle(n):
+    for _ in range(n):
+        a = np.empty((480, 640, 3), np.float32)  # 3.7 MB, an image-sized temporary
+        a.fill(1.0)  # touch every page
+        del a
+def worker():
+    cycle(5)  # warm-up: the heap grows once
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    cycle(40)
+    print((resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before) / 40)
+t = threading.Thread(target=worker)  # a worker thread, as the node's inference runs on
+t.start()
+t.join()
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("resource"), "RUSAGE_THREAD"), reason="needs Linux RUSAGE_THREAD")
+def test_image_buffers_are_reused_without_page_faults() -> None:
+    """Under the node's allocation policy a freed image buffer's pages serve the next one; with a
+    buffer per mmap (the policy it replaced) each of the 900 pages faults again on every pair."""
+    import subprocess
+    import sys
+
+    def faults(mode: str) -> float:
+        out = subprocess.run([sys.executable, "-c", _FAULTS_PER_BUFFER, mode], capture_output=True, text=True,
+                             check=True, timeout=60)
+        return float(out.stdout.strip())
+
+    assert faults("reuse") < 10, "buffers of the same size fault in fresh pages"
+    assert faults("mmap") > 500  # the measurement sees faults where they happen (3.7 MB = 900 pages)
+
+
+_RELEASE = """
+import numpy as np
+from fusion_perception.ros.process import release_free_heap_memory, reuse_image_buffers
+def anon_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+assert reuse_image_buffers()
+burst = [np.ones((480, 640, 3), np.float32) for _ in range(12)]  # 44 MB alive at once
+keep = np.ones((480, 640, 3), np.float32)  # allocated last: the heap's top stays in use
+del burst
+held = anon_mb()
+assert release_free_heap_memory()
+print(held - anon_mb())
+"""
+
+
+def test_free_heap_memory_left_by_a_burst_is_given_back() -> None:
+    """The heaps that keep freed buffers for the next pair also keep a burst's; the node's periodic
+    release returns them (here 44 MB freed under a buffer still in use, so no trim could)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, check=True,
+                         timeout=60)
+    assert float(out.stdout.strip()) > 30.0, "malloc_trim gave back less than the burst left free"

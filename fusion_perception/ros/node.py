@@ -73,7 +73,13 @@ from .params import (
     unknown_parameters,
 )
 from .pipeline_setup import load_backend, pipeline_config, stamp_pairer
-from .process import params_file_error, return_large_buffers_to_the_os, spin_until_finished
+from .process import (
+    HEAP_RELEASE_PERIOD_S,
+    params_file_error,
+    release_free_heap_memory,
+    reuse_image_buffers,
+    spin_until_finished,
+)
 from .transport import XML_QOS_VAR, configure_dds_transport, use_profile_reader_memory
 from .worker import HandoffStage, LatestWorker
 
@@ -126,6 +132,7 @@ class FusionPerceptionNode(LifecycleNode):
         period = self.get_parameter("diagnostics_period_s").value
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(period, self._publish_diagnostics)
+        self._heap_timer = self.create_timer(HEAP_RELEASE_PERIOD_S, release_free_heap_memory)
 
     # ----------------------------------------------------------------------------- parameters
     def _declare_parameters(self) -> list[str]:
@@ -432,7 +439,7 @@ def main(args: list[str] | None = None) -> int:
     transport = configure_dds_transport()
     if use_profile_reader_memory():
         transport += f", {XML_QOS_VAR}=1 (reader memory policy from the profile)"
-    return_large_buffers_to_the_os()
+    reuse_image_buffers()
     try:
         rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     except RuntimeError as err:  # rcl refused the arguments; its own text, on one line

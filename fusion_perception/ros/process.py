@@ -8,11 +8,14 @@ Three things a robot user runs into before the node ever sees a frame:
   file, line and column;
 * the lifecycle ``shutdown`` transition left the process running; :func:`spin_until_finished`
   returns once the node says it is finished (after the transition's answer went out);
-* resident memory crept up for minutes (+7 to +10 MB after warm-up): each pair allocates and frees
-  megabytes of image buffers on several threads, and glibc, after the first such free, serves them
-  from its per-thread heaps, which grow with every burst and are not given back.
-  :func:`return_large_buffers_to_the_os` pins the mmap threshold so those buffers are mapped and
-  unmapped on their own (measured in benchmarks/bench_soak.py; docs/ROBOT.md).
+* each pair allocates and frees megabytes of image buffers on several threads. Left to glibc's
+  adaptive thresholds, the per-thread heaps grew with bursts (+7 to +10 MB resident over minutes);
+  giving every buffer its own mmap instead kept memory flat but cost a page fault per 4 KiB touched
+  and an munmap per buffer (~5000 faults a pair, half the node's rate on a VM).
+  :func:`reuse_image_buffers` keeps buffers below 8 MiB in at most two heaps that keep up to 32 MiB
+  free, so they are reused without faults and resident memory is bounded by the largest set of
+  buffers alive at once; :func:`release_free_heap_memory`, every ten seconds, gives back what a burst
+  left free (measured in benchmarks/bench_node_rate.py and bench_soak.py; docs/ROBOT.md).
 
 Stopping such a process from outside (the demo, the benchmarks, the tests) is :func:`stop_process`.
 """
@@ -25,20 +28,26 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 from rclpy.executors import Executor
 
 __all__ = [
+    "HEAP_RELEASE_PERIOD_S",
     "params_file_error",
     "params_files",
-    "return_large_buffers_to_the_os",
+    "release_free_heap_memory",
+    "reuse_image_buffers",
     "spin_until_finished",
     "stop_process",
 ]
 
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter (malloc.h)
+# glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 
 def params_files(argv: Sequence[str]) -> list[Path]:
@@ -105,18 +114,52 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
         proc.wait(5)
 
 
-def return_large_buffers_to_the_os(threshold: int = 128 * 1024) -> bool:
-    """Serve every allocation of ``threshold`` bytes or more with its own mmap (glibc only).
+#: seconds between :func:`release_free_heap_memory` calls of the node
+HEAP_RELEASE_PERIOD_S = 10.0
 
-    glibc starts with this threshold but raises it to the size of each large block freed (up to
-    32 MiB), after which image-sized buffers come from the thread heaps and stay resident. Setting
-    it explicitly turns that adjustment off. Returns False where it does not apply (not glibc).
-    """
+
+@lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if name is None:
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):  # not glibc: no mallopt
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def release_free_heap_memory() -> bool:
+    """Give the free pages of every heap back to the OS (``malloc_trim(0)``, glibc only).
+
+    The heaps of :func:`reuse_image_buffers` keep what a burst freed (two frames queued while the
+    worker holds a pair, say) and the resident size climbs in steps to each new high-water mark.
+    Called every :data:`HEAP_RELEASE_PERIOD_S` the heaps fall back to what is alive; the next pair
+    faults its buffers in once (a few thousand pages every ten seconds instead of every pair).
+    Returns False where it does not apply (not glibc).
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
         return False
+    libc.malloc_trim(0)
+    return True
+
+
+def reuse_image_buffers(mmap_threshold: int = 8 * 2**20, trim_threshold: int = 32 * 2**20,
+                        arenas: int = 2) -> bool:
+    """Serve image buffers from at most ``arenas`` heaps that keep their free memory (glibc only).
+
+    Blocks below ``mmap_threshold`` come from a heap (8 MiB: every buffer of a 640x480 pair, the
+    largest being a 3-channel float32 image of 3.7 MB), and a heap gives memory back only above
+    ``trim_threshold`` of free space, so the next pair reuses the pages the last one freed instead
+    of faulting in fresh ones. Larger blocks (a 4000x3000 frame about to be dropped as too large)
+    keep their own mapping and leave nothing behind when freed. Fixing both thresholds turns glibc's
+    adaptive ones off; with ``arenas`` heaps shared by all threads, the resident size stops at the
+    largest set of buffers alive at once plus at most ``trim_threshold`` free per heap, rather than
+    growing per thread and burst. Returns False where it does not apply (not glibc).
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):  # not glibc
+        return False
+    return all(libc.mallopt(param, value) == 1 for param, value in (
+        (M_MMAP_THRESHOLD, mmap_threshold), (M_TRIM_THRESHOLD, trim_threshold), (M_ARENA_MAX, arenas)))
