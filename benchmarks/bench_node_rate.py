@@ -47,7 +47,8 @@ from _report import write_result
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = REPO / "harness" / "camera.py"  # the camera stand-in process
 CONFIG = REPO / "config" / "fusion_perception.yaml"
-#: name -> node parameter overrides. ``precision: int8`` loads ``<model>_int8.onnx`` beside the model.
+#: name -> node parameter overrides. ``precision: int8`` loads ``<model>_int8.onnx`` beside the model,
+#: ``network_size: 384x288`` its ``<model>_384x288[_int8].onnx`` sibling (bundled for the default model).
 SETTINGS: dict[str, dict[str, Any]] = {
     "fp32": {},
     "fp32_1thread": {"threads": 1},
@@ -59,8 +60,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "int8_labels_detections": {"precision": "int8", "publish_overlay": False, "publish_fused": False},
     "int8_publish_thread": {"precision": "int8", "publish_thread": True},
     "int8_1thread_publish_thread": {"precision": "int8", "threads": 1, "publish_thread": True},
+    "fp32_384x288": {"network_size": "384x288"},
+    "int8_384x288": {"network_size": "384x288", "precision": "int8"},
+    "int8_384x288_no_overlay": {"network_size": "384x288", "precision": "int8", "publish_overlay": False},
 }
-DEFAULT_SETTINGS = ("fp32", "int8", "int8_publish_thread", "int8_1thread_publish_thread", "int8_no_overlay")
+DEFAULT_SETTINGS = ("fp32", "int8", "int8_no_overlay", "fp32_384x288", "int8_384x288")
 CONSUME = {"all": ("fused", "labels", "overlay", "detections"), "detections": ("detections",)}
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from ..backend_factory import BACKEND_KINDS
 from ..errors import FusionPerceptionError
 from ..preprocessing import GAIN_MODES, GainControl
+from ..runtime.backends import sized_model_path
 from ..runtime.engine_cache import PRECISIONS
 from ..runtime.pipeline import PipelineConfig
 from .liveness import POLICIES
@@ -93,6 +94,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_input_pixels", 4_194_304, "largest accepted frame, width x height pixels "
               "(4 MP = 2048x2048); larger frames are dropped as too_large", value_range=(1, 268_435_456)),
     ParamSpec("model_file_path", "", "ONNX model; empty = bundled fusion_perception/assets/default.onnx"),
+    ParamSpec("network_size", "", "network input WxH (multiples of 32), e.g. 384x288 to trade accuracy for "
+              "rate on a CPU; loads the model's <stem>_WxH.onnx sibling (fusion-perception export --size); "
+              "empty = the model's own size"),
     ParamSpec("backend", "onnxruntime", "inference backend: onnxruntime, tensorrt, torch or auto",
               choices=BACKEND_KINDS),
     ParamSpec("engine_file_path", "", "TensorRT engine file; empty = built and cached under ~/.cache"),
@@ -164,6 +168,7 @@ class NodeSettings:
     jump_reset_ns: int | None
     max_input_pixels: int
     model_path: Path
+    network_size: tuple[int, int] | None
     backend: str
     engine_path: Path | None
     precision: str
@@ -204,6 +209,20 @@ def _homography(values: list[float] | tuple[float, ...] | None) -> tuple[tuple[f
     if values[8] == 0.0:
         raise ParameterValueError("parameter homography has h33 = 0; a homography is normalised so h33 = 1")
     return tuple(tuple(values[r * 3: r * 3 + 3]) for r in range(3))
+
+
+def _network_size(text: str) -> tuple[int, int] | None:
+    """"WxH" -> (W, H), both positive multiples of 32; "" -> None (the model's own size)."""
+    if not text:
+        return None
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise ParameterValueError(f"parameter network_size={text!r} must read WxH, e.g. 384x288")
+    size = (int(width), int(height))
+    if min(size) <= 0 or size[0] % 32 or size[1] % 32:
+        raise ParameterValueError(f"parameter network_size={text!r}: width and height must be positive "
+                                  "multiples of 32 (the network's coarsest stride)")
+    return size
 
 
 def unknown_parameters(names: Iterable[str]) -> str:
@@ -250,6 +269,8 @@ def settings_from_values(values: dict[str, Any]) -> NodeSettings:
         raise ParameterValueError(f"parameter stale_error_s={merged['stale_error_s']} must be >= "
                                   f"stale_input_s={merged['stale_input_s']} (WARN comes before ERROR)")
     model = merged["model_file_path"]
+    base_model = Path(model).expanduser() if model else default_model_path()
+    network_size = _network_size(merged["network_size"])
     jump_s = float(merged["time_jump_reset_s"])
     return NodeSettings(
         ir_topic=merged["ir_topic"],
@@ -268,7 +289,8 @@ def settings_from_values(values: dict[str, Any]) -> NodeSettings:
         camera_loss_policy=merged["camera_loss_policy"],
         jump_reset_ns=round(jump_s * 1e9) if jump_s > 0 else None,
         max_input_pixels=int(merged["max_input_pixels"]),
-        model_path=Path(model).expanduser() if model else default_model_path(),
+        model_path=sized_model_path(base_model, network_size) if network_size else base_model,
+        network_size=network_size,
         backend=merged["backend"],
         engine_path=Path(merged["engine_file_path"]).expanduser() if merged["engine_file_path"] else None,
         precision=merged["precision"],

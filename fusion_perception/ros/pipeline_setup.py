@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend_factory import create_backend
+from ..errors import ModelFormatError
 from ..pairing import StampPairer
 from ..preprocessing import PreprocessConfig
 from ..runtime.backend import Backend
@@ -26,13 +27,26 @@ def load_backend(settings: NodeSettings, logger: Any | None = None) -> Backend:
     """Load ``settings.model_path`` with ``settings.backend``.
 
     Raises:
-        ModelFormatError: the file is missing or not a fusion_perception model.
+        ModelFormatError: the file is missing or not a fusion_perception model, or with
+            ``network_size`` set, the sibling is missing or runs at another size.
         BackendUnavailableError, EngineError: the chosen backend cannot run here.
     """
-    return create_backend(
+    size = settings.network_size
+    if size is not None and not settings.model_path.is_file():
+        name = settings.model_path.stem
+        raise ModelFormatError(
+            f"network_size {size[0]}x{size[1]} needs {settings.model_path}; make it with "
+            f"`fusion-perception export CHECKPOINT --size {size[0]}x{size[1]} --name {name}` (and "
+            f"`fusion-perception quantize {settings.model_path} --calib DATASET_DIR` for int8)")
+    backend = create_backend(
         settings.backend, settings.model_path, threads=settings.threads, precision=settings.precision,
         engine_path=settings.engine_path, logger=logger,
     )
+    if size is not None and backend.info.input_size != size:
+        backend.close()
+        raise ModelFormatError(f"{settings.model_path} runs at {backend.info.input_size}, not the "
+                               f"network_size {size[0]}x{size[1]} it was chosen for")
+    return backend
 
 
 def pipeline_config(settings: NodeSettings, single_camera: bool = False) -> PipelineConfig:

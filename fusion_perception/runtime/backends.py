@@ -35,6 +35,7 @@ __all__ = [
     "int8_model_path",
     "onnx_for_precision",
     "read_onnx_info",
+    "sized_model_path",
 ]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -85,6 +86,14 @@ def int8_model_path(model_path: Path | str) -> Path:
     ``fusion-perception quantize``; a path whose stem already ends in ``_int8`` is returned as is."""
     path = Path(model_path)
     return path if path.stem.endswith("_int8") else path.with_name(f"{path.stem}_int8{path.suffix}")
+
+
+def sized_model_path(model_path: Path | str, size: tuple[int, int]) -> Path:
+    """The sibling of ``model_path`` exported for a ``(width, height)`` network input:
+    ``<stem>_<W>x<H>.onnx`` beside it, as ``fusion-perception export CKPT --size WxH --name
+    <stem>_<W>x<H>`` writes it (its INT8 sibling is then ``<stem>_<W>x<H>_int8.onnx``)."""
+    path = Path(model_path)
+    return path.with_name(f"{path.stem}_{size[0]}x{size[1]}{path.suffix}")
 
 
 def onnx_for_precision(model_path: Path, precision: str) -> Path:
