@@ -56,8 +56,8 @@ def test_default_model_is_found_through_the_package_not_the_cwd(tmp_path: Path, 
     ({"stale_input_s": 2.0, "stale_error_s": 1.0}, "stale_error_s=1.0 must be >= stale_input_s=2.0"),
     ({"camera_loss_policy": "ignore"}, "camera_loss_policy='ignore' is not one of degrade, drop"),
     ({"max_input_pixels": 0}, "max_input_pixels"),
-    ({"network_size": "384"}, "network_size='384' must read WxH"),
-    ({"network_size": "400x300"}, "multiples of 32"),
+    ({"network_size": "384"}, "network_size='384': size '384' is not WIDTHxHEIGHT"),
+    ({"network_size": "400x300"}, "network_size='400x300': size 400x300 must be positive multiples of 32"),
 ])
 def test_bad_values_fail_with_a_reason_naming_them(values: dict, message: str) -> None:
     with pytest.raises(ParameterValueError, match=message):

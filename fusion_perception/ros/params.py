@@ -19,7 +19,7 @@ from ..backend_factory import BACKEND_KINDS
 from ..errors import FusionPerceptionError
 from ..preprocessing import GAIN_MODES, GainControl
 from ..runtime.backends import sized_model_path
-from ..runtime.engine_cache import PRECISIONS
+from ..runtime.engine_cache import PRECISIONS, parse_size
 from ..runtime.pipeline import PipelineConfig
 from .liveness import POLICIES
 
@@ -215,14 +215,10 @@ def _network_size(text: str) -> tuple[int, int] | None:
     """"WxH" -> (W, H), both positive multiples of 32; "" -> None (the model's own size)."""
     if not text:
         return None
-    width, sep, height = text.lower().partition("x")
-    if not (sep and width.isdigit() and height.isdigit()):
-        raise ParameterValueError(f"parameter network_size={text!r} must read WxH, e.g. 384x288")
-    size = (int(width), int(height))
-    if min(size) <= 0 or size[0] % 32 or size[1] % 32:
-        raise ParameterValueError(f"parameter network_size={text!r}: width and height must be positive "
-                                  "multiples of 32 (the network's coarsest stride)")
-    return size
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise ParameterValueError(f"parameter network_size={text!r}: {err}") from err
 
 
 def unknown_parameters(names: Iterable[str]) -> str:
