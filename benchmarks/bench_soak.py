@@ -16,11 +16,15 @@ unless the environment chose a transport.
 Per ``--window`` seconds it records outputs/s, latency p50/p95, and medians of the node's RSS, its
 own pipeline time and the machine load (so a busier machine can be told from a decaying node).
 After ``--warmup`` seconds it compares the first ``--compare`` seconds with the last ``--compare``
-seconds: output rate within ``--tolerance`` and latency p50 within ``--latency-tolerance`` (both
-10 %: "last 5 minutes within 10 % of the first 5"), and the node's median RSS may grow by at most
-``--max-rss-growth-mb``. It also checks that every frame the camera
-sent is accounted for by the node's counters (received or counted lost). Prints a table, writes
-JSON, exits 1 when a bound is broken.
+seconds: the output rate may fall by at most ``--tolerance`` and latency p50 rise by at most
+``--latency-tolerance`` (both 10 %: "last 5 minutes no worse than the first 5 by over 10 %";
+one-sided since 2026-12-07, as a quieter machine had failed runs by improving); the node's RSS may
+rise once to a high-water mark (at most ``--max-rss-rise-mb``) but must not keep growing
+(second-half trend within ``--max-rss-growth-mb`` pro rata; see :func:`verdict`). It also checks
+that every frame the camera sent is accounted for by the node's counters (received or counted lost).
+``--stall-every`` freezes the node (SIGSTOP) for ``--stall-s`` at that period, the hiccup that
+raises the high-water mark, to show the mark is bounded however often it happens. Prints a table,
+writes JSON, exits 1 when a bound is broken.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -111,23 +116,36 @@ def verdict(
     args: argparse.Namespace,
     end_s: float,
 ) -> dict[str, Any]:
-    """First vs last ``compare`` seconds after warm-up for rate and latency; RSS growth as the
-    least-squares trend of the per-second RSS from warm-up to the end, times that duration.
+    """First vs last ``compare`` seconds after warm-up for rate and latency (a fall of the rate or a
+    rise of latency beyond the tolerance fails; the opposite is reported, not judged); RSS as a
+    bounded rise that stops growing.
 
-    The trend, not a difference of two spans: the resident size swings by ~5 MB over about a minute
-    with the allocator's heap high-water mark (image buffers freed and reused), so two short spans
-    can land on a trough and a crest; a leak is a slope that the whole run shows."""
+    The node's heaps keep the pages of the largest set of buffers ever alive at once (a backlog after
+    a hiccup raised it by ~8 MB, repeated 1 s stalls by up to 32 MB, and there it stays), so resident
+    memory is a high-water mark: a step, then flat. A leak is a slope that goes on. Hence two RSS
+    checks: the rise of the ``window``-second medians above the first window after warm-up stays
+    within ``max_rss_rise_mb``, and the least-squares trend over the second half of the run stays
+    below ``max_rss_growth_mb`` scaled to that half (the growth rate the whole-run trend was held to
+    before). The whole-run trend is still reported."""
     first = span(samples, args.warmup, args.warmup + args.compare)
     last = span(samples, end_s - args.compare, end_s)
     growth = rss_trend_mb(per_second, args.warmup, end_s)
+    half = (args.warmup + end_s) / 2
+    late_growth = rss_trend_mb(per_second, half, end_s)
+    late_bound = args.max_rss_growth_mb * (end_s - half) / (end_s - args.warmup)
+    medians = [_median(per_second, "node_rss_mb", lo, lo + args.window)
+               for lo in np.arange(args.warmup, end_s - args.window + 1e-9, args.window)]
+    rise = float(np.nanmax(medians) - medians[0]) if medians else float("nan")  # NaN: node gone
     rate_change = (
         last["outputs_per_s"] / first["outputs_per_s"] - 1 if first["outputs_per_s"] else float("nan")
     )
     lat_change = last["latency_ms_p50"] / first["latency_ms_p50"] - 1
     checks = {
-        "output_rate_within_tolerance": abs(rate_change) <= args.tolerance,
-        "latency_p50_within_tolerance": abs(lat_change) <= args.latency_tolerance,
-        "rss_growth_within_bound": growth < args.max_rss_growth_mb,
+        # decay only: a rate that rose or a latency that fell (the machine got quieter) is no decay
+        "output_rate_within_tolerance": rate_change >= -args.tolerance,
+        "latency_p50_within_tolerance": lat_change <= args.latency_tolerance,
+        "rss_rise_within_bound": rise <= args.max_rss_rise_mb,
+        "rss_flat_in_second_half": late_growth < late_bound,
     }
     return {
         "first": first,
@@ -135,6 +153,9 @@ def verdict(
         "output_rate_change": rate_change,
         "latency_p50_change": lat_change,
         "rss_growth_mb_after_warmup": growth,
+        "rss_rise_mb_after_warmup": rise,
+        "rss_growth_mb_second_half": late_growth,
+        "rss_growth_bound_mb_second_half": late_bound,
         "checks": checks,
         "passed": all(checks.values()),
     }
@@ -259,9 +280,17 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         probe.latency.clear()
         probe.t0 = time.monotonic()
         last_print = 0.0
+        next_stall = args.stall_every or float("inf")
         while camera.poll() is None and time.monotonic() - probe.t0 < args.duration + 60:
             probe.spin_for(1.0)
             t = time.monotonic() - probe.t0
+            if t >= next_stall:  # a hiccup: the node frozen while the camera goes on
+                next_stall += args.stall_every
+                node.send_signal(signal.SIGSTOP)
+                try:
+                    probe.spin_for(args.stall_s)
+                finally:
+                    node.send_signal(signal.SIGCONT)
             pipeline = float(probe.diag.get("pipeline_ms_p50", "nan"))
             per_second.append(
                 {
@@ -317,11 +346,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=60.0, help="seconds left out before comparing")
     p.add_argument("--compare", type=float, default=300.0, help="seconds compared at the start and the end")
     p.add_argument("--window", type=float, default=60.0, help="seconds per table row")
-    p.add_argument("--tolerance", type=float, default=0.10, help="largest relative change of the output rate")
+    p.add_argument("--tolerance", type=float, default=0.10, help="largest relative fall of the output rate")
     p.add_argument(
-        "--latency-tolerance", type=float, default=0.10, help="largest relative change of latency p50"
+        "--latency-tolerance", type=float, default=0.10, help="largest relative rise of latency p50"
     )
-    p.add_argument("--max-rss-growth-mb", type=float, default=5.0)
+    p.add_argument("--max-rss-growth-mb", type=float, default=5.0,
+                   help="largest RSS trend over the run, applied pro rata to its second half")
+    p.add_argument("--max-rss-rise-mb", type=float, default=32.0,
+                   help="largest rise of the windowed RSS median above the first window after warm-up: "
+                   "one heap's trim threshold; 1 s stalls every minute raised it by 28-32 MB, then flat")
+    p.add_argument("--stall-every", type=float, default=0.0,
+                   help="seconds between hiccups: the node stopped (SIGSTOP) for --stall-s, 0 = none")
+    p.add_argument("--stall-s", type=float, default=1.0, help="length of each hiccup")
     p.add_argument("--model", type=Path, default=default_model_path())
     p.add_argument(
         "--ci",
@@ -382,7 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"rate change {v['output_rate_change']:+.1%}, "
         f"latency p50 change {v['latency_p50_change']:+.1%}, "
-        f"RSS growth after warm-up {v['rss_growth_mb_after_warmup']:+.1f} MB; "
+        f"RSS after warm-up: trend {v['rss_growth_mb_after_warmup']:+.1f} MB, rise "
+        f"{v['rss_rise_mb_after_warmup']:+.1f} MB, second-half trend "
+        f"{v['rss_growth_mb_second_half']:+.1f} MB "
+        f"(bound {v['rss_growth_bound_mb_second_half']:.1f}); "
         f"accounting {result['accounting']}"
     )
     print(f"{'PASS' if v['passed'] else 'FAIL'} {v['checks']}")

@@ -14,6 +14,8 @@
 # alone (the recipe's `fusion` phase, FUSION_STEPS, default 600) with that intensity target
 # (`loss.intensity_target`), then the aug_seg_up task net on its fused images; the report also
 # holds the fixed judge's scores of those fused images (`evaluate --judge`).
+# Both trainings pass --resume: a run cut short (a session's end) continues from its last.pt
+# (saved every checkpoint_every steps) when started again with the same arguments.
 # Environment as scripts/recipe.sh: DEVICE, FUSION_PERCEPTION_DATA; THREADS (torch threads, default 2).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,7 +41,7 @@ mkdir -p "$RUN"
 JUDGE=()
 t0=$SECONDS
 if [[ $LEVER == fusion_* ]]; then
-  "$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --device "${DEVICE:-cpu}" \
+  "$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --resume --device "${DEVICE:-cpu}" \
     --set out_dir="$RUN/fusion" --set data.msrs_root="$DATA/msrs" --set data.train_split=fit \
     --set seed="$SEED" --set threads="${THREADS:-2}" --set steps="${FUSION_STEPS:-600}" \
     --set scheme=plain --set train_tasks=false --set upper_every=1 --set ema_decay=0.0 \
@@ -50,7 +52,7 @@ if [[ $LEVER == fusion_* ]]; then
   JUDGE=(--judge)
   t0=$SECONDS
 fi
-"$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --device "${DEVICE:-cpu}" \
+"$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --resume --device "${DEVICE:-cpu}" \
   --set out_dir="$RUN" --set data.msrs_root="$DATA/msrs" --set data.train_split=fit \
   --set seed="$SEED" --set threads="${THREADS:-2}" --set steps="$STEPS" \
   --set scheme=plain --set freeze_fusion=true --set init_from="$FUSION" --set init_tasks=false \

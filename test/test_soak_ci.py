@@ -41,8 +41,8 @@ def _series(decay_at_s: float | None, end_s: float = 600.0, rate: float = 15.0, 
     return samples, per_second
 
 
-ARGS = argparse.Namespace(warmup=60.0, compare=120.0, tolerance=0.10, latency_tolerance=0.10,
-                          max_rss_growth_mb=5.0)
+ARGS = argparse.Namespace(warmup=60.0, compare=120.0, window=60.0, tolerance=0.10, latency_tolerance=0.10,
+                          max_rss_growth_mb=5.0, max_rss_rise_mb=32.0)
 
 
 def test_verdict_fails_the_halving_after_four_minutes_and_passes_a_flat_run() -> None:
@@ -54,9 +54,29 @@ def test_verdict_fails_the_halving_after_four_minutes_and_passes_a_flat_run() ->
     assert not decayed["checks"]["latency_p50_within_tolerance"]
     assert decayed["output_rate_change"] == pytest.approx(-0.5, abs=0.02)
     samples, per_second = _series(None)
+    quieter = [(t, ms * (0.8 if t >= 300 else 1.0)) for t, ms in samples]  # latency -20 %: no decay
+    improved = bench.verdict(quieter, per_second, ARGS, 600.0)
+    assert improved["latency_p50_change"] == pytest.approx(-0.2, abs=0.03) and improved["passed"], improved
+    samples, per_second = _series(None)
     for row in per_second:
         row["node_rss_mb"] += row["t"] * 0.02  # +12 MB over 10 minutes
-    assert not bench.verdict(samples, per_second, ARGS, 600.0)["checks"]["rss_growth_within_bound"]
+    leak = bench.verdict(samples, per_second, ARGS, 600.0)
+    assert not leak["checks"]["rss_flat_in_second_half"], leak
+    assert leak["rss_growth_mb_second_half"] == pytest.approx(0.02 * 270, abs=1.0)
+
+
+def test_one_rss_step_to_a_high_water_mark_passes_and_a_step_past_the_bound_fails() -> None:
+    """A backlog raises the heaps' high-water mark once (+8 MB at ~5 minutes in the soaks, up to +32 MB
+    under repeated 1 s stalls), then flat: bounded, not a leak. The same shape 40 MB high fails."""
+    bench = _bench()
+    for step_mb, passes in ((8.0, True), (40.0, False)):
+        samples, per_second = _series(None)
+        for row in per_second:
+            row["node_rss_mb"] += step_mb if row["t"] >= 300 else 0.0
+        verdict = bench.verdict(samples, per_second, ARGS, 600.0)
+        assert verdict["checks"]["rss_flat_in_second_half"], verdict
+        assert verdict["rss_rise_mb_after_warmup"] == pytest.approx(step_mb, abs=1.0)
+        assert verdict["checks"]["rss_rise_within_bound"] is passes
 
 
 def test_rss_swinging_with_the_heap_high_water_mark_is_not_growth() -> None:
@@ -66,7 +86,8 @@ def test_rss_swinging_with_the_heap_high_water_mark_is_not_growth() -> None:
     for row in per_second:
         row["node_rss_mb"] += 2.8 * np.sin(2 * np.pi * row["t"] / 70.0)
     verdict = bench.verdict(samples, per_second, ARGS, 600.0)
-    assert verdict["checks"]["rss_growth_within_bound"], verdict["rss_growth_mb_after_warmup"]
+    assert verdict["checks"]["rss_flat_in_second_half"], verdict["rss_growth_mb_second_half"]
+    assert verdict["checks"]["rss_rise_within_bound"], verdict["rss_rise_mb_after_warmup"]
     assert abs(verdict["rss_growth_mb_after_warmup"]) < 1.0
 
 
