@@ -133,9 +133,11 @@ def release_free_heap_memory() -> bool:
     """Give the free pages of every heap back to the OS (``malloc_trim(0)``, glibc only).
 
     The heaps of :func:`reuse_image_buffers` keep what a burst freed (two frames queued while the
-    worker holds a pair, say) and the resident size climbs in steps to each new high-water mark.
-    Called every :data:`HEAP_RELEASE_PERIOD_S` the heaps fall back to what is alive; the next pair
-    faults its buffers in once (a few thousand pages every ten seconds instead of every pair).
+    worker holds a pair, say). Called every :data:`HEAP_RELEASE_PERIOD_S`, it returns the free pages
+    below the blocks still in use; the next pair faults its buffers in once (a few thousand pages
+    every ten seconds instead of every pair). Pages the heap keeps reusing stay resident, so after a
+    backlog the resident size still steps once to a bounded high-water mark (~8 MB in a 30-minute
+    soak, 28-32 MB under repeated 1 s stalls; docs/ROBOT.md section 6).
     Returns False where it does not apply (not glibc).
     """
     libc = _libc()
