@@ -28,12 +28,20 @@ COLUMNS = (
     ("AP50 person", lambda r: r["detection"]["fused"]["per_class"]["person"]["AP50"]),
     ("AP50 bicycle", lambda r: r["detection"]["fused"]["per_class"]["bicycle"]["AP50"]),
     ("AP50 car", lambda r: r["detection"]["fused"]["per_class"]["car"]["AP50"]),
+    ("AP50 person, small (< 32^2 px^2)", lambda r: _by_area(r, "small")["person"]["AP50"]),
+    ("AP50 person, medium", lambda r: _by_area(r, "medium")["person"]["AP50"]),
     ("AP50 person, same weights on IR", lambda r: r["detection"]["ir"]["per_class"]["person"]["AP50"]),
     ("seg mIoU", lambda r: r["segmentation"]["mIoU"]),
     ("judge mAP@0.5, fused", lambda r: _judge(r, "fused")["mAP50"]),
     ("judge AP50 person, fused", lambda r: _judge(r, "fused")["per_class"]["person"]["AP50"]),
     ("judge AP50 person, IR", lambda r: _judge(r, "ir")["per_class"]["person"]["AP50"]),
 )
+
+
+def _by_area(report: dict, area: str) -> dict:
+    """The own detector's per-class AP50 on the fused image in one COCO size range; KeyError for a
+    report written before the evaluator scored sizes."""
+    return report["detection"]["fused"]["by_area"][area]["per_class"]
 
 
 def _judge(report: dict, image: str) -> dict:

@@ -3,7 +3,8 @@
 # score on `dev`, never on val.
 #
 #   scripts/dev_levers.sh OUT_ROOT LEVER SEED [STEPS]
-#       LEVER: base | seg_up | aug | aug_seg_up | fusion_max | fusion_saliency   (the cases below)
+#       LEVER: base | seg_up | aug | aug_seg_up | stride8 | full_res | fusion_max | fusion_saliency
+#              (the cases below)
 #
 # Every run trains a fresh task net (ImageNet init) on the fused images of one fixed fusion net
 # (FUSION, default: the bundled default model's), with the recipe's task-phase settings
@@ -20,7 +21,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:?usage: scripts/dev_levers.sh OUT_ROOT LEVER SEED [STEPS]}
-LEVER=${2:?lever: base | seg_up | aug | aug_seg_up}
+LEVER=${2:?lever: base | seg_up | aug | aug_seg_up | stride8 | full_res | fusion_max | fusion_saliency}
 SEED=${3:?seed}
 STEPS=${4:-1200}
 FP=${FP:-"$ROOT/.venv/bin/fusion-perception"}
@@ -34,7 +35,12 @@ case $LEVER in
   seg_up) EXTRA=(--set loss.seg_upsampled=true) ;;
   aug) EXTRA=(--set loss.seg_upsampled=false "${AUG[@]}") ;;
   aug_seg_up | fusion_max | fusion_saliency) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}") ;;
-  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up fusion_max fusion_saliency)" >&2; exit 2 ;;
+  # Resolution levers on top of aug_seg_up: a detection level on the stride-4 pyramid feature
+  # (8 px in the 640x480 input), or the whole task branch at full input resolution.
+  stride8) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={det_levels: [4, 8, 16]}") ;;
+  full_res) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={task_scale: 1}") ;;
+  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up stride8 full_res fusion_max fusion_saliency)" >&2
+     exit 2 ;;
 esac
 RUN=$OUT/${LEVER}_s$SEED
 mkdir -p "$RUN"

@@ -15,17 +15,26 @@
 #             the shipped model is bilevel2 (docs/RESULTS.md has what each round gained).
 #   baselines the task net on IR-only and visible-only input for as many task-net steps as the two
 #             tasks phases together (900 + 1500): the fair comparison.
-#   export    ONNX of the final model + evaluation on MSRS val.
-# Environment: DEVICE (cpu|cuda, default cpu), SCALE (multiplies every phase's steps, default 1),
-# FUSION_PERCEPTION_DATA (the datasets folder, default <repository>/../shared/datasets; as in
-# fusion_perception/data_root.py).
+#   export    ONNX of the final model at 640x480 and 384x288 (the node's network_size), each with its
+#             INT8 sibling (calibrated on the training split), then the
+#             report: MSRS val scored once, with the baselines and the fixed judge.
+# Task phases augment (scale jitter 0.3, photometric 0.2) and score segmentation on bilinearly
+# upsampled logits: both chosen on the development split (docs/RESULTS.md, "Protocol").
+# Every phase resumes from its OUT_ROOT/<phase>/last.pt: a run cut short (a session's end) goes on
+# where it stopped when the same command is started again; a finished phase returns at once.
+# Environment: DEVICE (cpu|cuda, default cpu), SEED (default 0), THREADS (torch CPU threads, default
+# 2), SCALE (multiplies every phase's steps, default 1), SPLIT (the MSRS split the phases train on,
+# default train; `fit` for a development run scored on `dev`), FUSION_PERCEPTION_DATA (the datasets
+# folder, default <repository>/../shared/datasets; as in fusion_perception/data_root.py).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:?usage: scripts/recipe.sh OUT_ROOT [PHASE ...]}
 shift
 PHASES=${*:-fusion tasks bilevel tasks2 bilevel2 baselines export}
 DEVICE=${DEVICE:-cpu}
+SEED=${SEED:-0}
 SCALE=${SCALE:-1}
+SPLIT=${SPLIT:-train}
 FP=${FP:-"$ROOT/.venv/bin/fusion-perception"}
 DATA=${FUSION_PERCEPTION_DATA:-$ROOT/../shared/datasets}
 MSRS=$DATA/msrs
@@ -33,15 +42,17 @@ steps() { python3 -c "print(max(1, round($1 * $SCALE)))"; }
 train() {  # train NAME [--set ...]
   local name=$1; shift
   local t0=$SECONDS
-  "$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --device "$DEVICE" \
-    --set out_dir="$OUT/$name" --set data.msrs_root="$MSRS" "$@"
+  "$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --resume --device "$DEVICE" \
+    --set out_dir="$OUT/$name" --set data.msrs_root="$MSRS" --set data.train_split="$SPLIT" \
+    --set seed="$SEED" --set threads="${THREADS:-2}" "$@"
   echo "[recipe] $name: $((SECONDS - t0)) s" | tee -a "$OUT/times.txt"
 }
 WHOLE=(--set data.crop_width=640 --set data.crop_height=480 --set data.batch_size=4)
 # Distillation: teacher (NanoDet-g) boxes on the folders without human labels, scores as box weights.
 PSEUDO="[$DATA/roadscene=$ROOT/data/teacher_labels/roadscene.json,$DATA/tno=$ROOT/data/teacher_labels/tno.json,\
 $DATA/llvip_samples/train=$ROOT/data/teacher_labels/llvip_samples_train.json]"
-TASKS=(--set scheme=plain --set lower_lr=0.001 --set data.pseudo_labelled="$PSEUDO" "${WHOLE[@]}")
+TASKS=(--set scheme=plain --set lower_lr=0.001 --set data.pseudo_labelled="$PSEUDO" "${WHOLE[@]}"
+       --set loss.seg_upsampled=true --set data.scale_jitter=0.3 --set data.photometric=0.2)
 BILEVEL=(--set scheme=bilevel --set upper_every=2 --set warmup_steps=0 --set fusion_lr=0.0002 --set lower_lr=0.0003
          --set data.crop_width=320 --set data.crop_height=256 --set data.batch_size=4)
 mkdir -p "$OUT"
@@ -60,9 +71,14 @@ for phase in $PHASES; do
         train "tasks_$modality" --set input_modality="$modality" --set steps="$(steps 2400)" "${TASKS[@]}"
       done ;;
     export)
-      "$FP" export "$OUT/bilevel2/last.pt" --out-dir "$OUT/model"
-      "$FP" evaluate "$MSRS" --split val --checkpoint "$OUT/bilevel2/last.pt" --json "$OUT/val.json" \
-        --baseline ir="$OUT/tasks_ir/last.pt" --baseline visible="$OUT/tasks_visible/last.pt" ;;
+      for size in 640x480 384x288; do  # the node's network_size: the default and the 384x288 sibling
+        name=$([ $size = 640x480 ] && echo model || echo model_$size)
+        "$FP" export "$OUT/bilevel2/last.pt" --out-dir "$OUT/model" --name "$name" --size $size
+        "$FP" quantize "$OUT/model/$name.onnx" --calib "$MSRS" --split "$SPLIT"
+      done
+      report=$([ "$SPLIT" = train ] && echo val || echo dev)
+      "$FP" evaluate "$MSRS" --split "$report" --checkpoint "$OUT/bilevel2/last.pt" --json "$OUT/$report.json" \
+        --judge --baseline ir="$OUT/tasks_ir/last.pt" --baseline visible="$OUT/tasks_visible/last.pt" ;;
     *) echo "unknown phase $phase (fusion tasks bilevel tasks2 bilevel2 baselines export)" >&2; exit 2 ;;
   esac
 done

@@ -16,6 +16,7 @@ from fusion_perception.export.cli import PARITY_TOLERANCE, main, parity_errors
 from fusion_perception.export.engine_build import calibration_batches
 from fusion_perception.image_pairs import find_pairs
 from fusion_perception.models.checkpoint import (
+    build_deployed,
     default_model_config,
     load_deployed,
     random_deployed,
@@ -66,6 +67,17 @@ def test_checkpoint_extra_trainer_keys_are_ignored(tmp_path: Path) -> None:
     raw.update(optimizer={"state": {}, "param_groups": []}, step=1200)
     torch.save(raw, path)
     assert load_deployed(path).info == model.info
+
+
+def test_checkpoint_keeps_the_detection_levels(tmp_path: Path) -> None:
+    """A task net with a stride-4 detection level (8 px at task_scale 2) loads with its strides, and a
+    model info that lays anchors on other strides is refused rather than decoded wrongly."""
+    config = {"fusion": {}, "tasks": {"det_levels": [4, 8, 16]}}
+    info = replace(ModelInfo(), det_strides=(8, 16, 32))
+    path = save_deployed(build_deployed(config, info), tmp_path / "fine.pt", config)
+    assert load_deployed(path).tasks.det_strides == (8, 16, 32)
+    with pytest.raises(ModelFormatError, match=r"strides \(8, 16, 32\).*\(16, 32\)"):
+        build_deployed(config, ModelInfo())
 
 
 def test_checkpoint_errors_name_the_problem(tmp_path: Path) -> None:

@@ -54,6 +54,22 @@ def test_one_of_two_found_with_a_false_positive_ranked_below() -> None:
     assert out["mAP50_95"] == pytest.approx(5 / 10 * 51 / 101, abs=1e-12)
 
 
+def test_ap_by_object_size_separates_a_missed_small_person_from_a_found_large_one() -> None:
+    """COCO's area ranges: a 20x30 person (600 px^2, small) missed, a 100x100 one (large) found, and a
+    48x48 car (medium) found: the mean over all sizes (0.5 for persons) hides where the loss is."""
+    small, car = (300, 200, 320, 230), (400, 300, 448, 348)
+    ev = DetectionEvaluator(CLASSES)
+    ev.add("a", boxes(small, GT_A, car), ids(0, 0, 2), boxes(GT_A, car), np.array([0.9, 0.8]), ids(0, 2))
+    out = ev.summarize()
+    assert out["per_class"]["person"]["AP50"] == pytest.approx(51 / 101, abs=1e-12)
+    by = out["by_area"]
+    assert by["small"]["per_class"]["person"] == {"AP50": 0.0, "num_gt": 1}
+    assert by["large"]["per_class"]["person"] == pytest.approx({"AP50": 1.0, "num_gt": 1}, abs=1e-12)
+    assert by["medium"]["per_class"]["car"] == pytest.approx({"AP50": 1.0, "num_gt": 1}, abs=1e-12)
+    assert math.isnan(by["medium"]["per_class"]["person"]["AP50"])  # no medium person: no AP
+    assert by["small"]["mAP50"] == 0.0 and by["medium"]["mAP50"] == pytest.approx(1.0, abs=1e-12)
+
+
 def test_false_positive_ranked_above_halves_precision() -> None:
     ev = DetectionEvaluator(["person"])
     fp = (400, 300, 450, 350)
@@ -86,6 +102,7 @@ def test_no_predictions_scores_zero_for_classes_with_ground_truth() -> None:
     assert out["mAP50"] == 0.0 and out["mAP50_95"] == 0.0
     assert out["per_class"]["bicycle"]["AP50"] == 0.0
     assert math.isnan(out["per_class"]["person"]["AP50"])
+    assert out["by_area"]["large"]["per_class"]["bicycle"] == {"AP50": 0.0, "num_gt": 1}
 
 
 def test_no_ground_truth_gives_nan() -> None:

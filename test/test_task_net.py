@@ -61,9 +61,10 @@ def test_ycbcr_conversion_matches_opencv_rgb() -> None:
     assert float((ours - (rgb - 127.0) / 128.0).abs().max()) < 0.03  # uint8 YCrCb rounding
 
 
-@pytest.mark.parametrize("task_scale", [1, 2])
-def test_output_contract_and_strides(task_scale: int) -> None:
-    net = TaskNet(task_scale=task_scale).eval()
+@pytest.mark.parametrize(("task_scale", "det_levels"), [(1, (8, 16)), (2, (8, 16)), (2, (4, 8, 16))])
+def test_output_contract_and_strides(task_scale: int, det_levels: tuple[int, ...]) -> None:
+    net = TaskNet(task_scale=task_scale, det_levels=det_levels).eval()
+    assert net.det_strides == tuple(s * task_scale for s in det_levels)
     with torch.no_grad():
         seg, det = net(torch.rand(1, 3, 128, 160))
     assert seg.shape == (1, 9, 128 // net.seg_stride, 160 // net.seg_stride)
@@ -75,6 +76,12 @@ def test_output_contract_and_strides(task_scale: int) -> None:
         iou_threshold=0.5, max_detections=100,
     )
     assert len(decoded) > 0
+
+
+@pytest.mark.parametrize("det_levels", [(), (8, 4), (8, 32), (8, 8)])
+def test_detection_levels_outside_the_pyramid_are_refused(det_levels: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="det_levels"):
+        TaskNet(det_levels=det_levels)
 
 
 def test_atss_gives_every_box_a_positive_inside_it() -> None:

@@ -3,8 +3,10 @@
 The scoring itself is pycocotools' (101-point interpolated precision, greedy matching by score); this
 module only feeds it and reads its precision array, so the numbers match any other COCO evaluation:
 
-* one area range, COCO's ``all`` ([0, 1e10] px^2), and one detection cap (100 per image by default,
-  the highest-scoring kept, as COCO does);
+* COCO's area ranges: ``all`` for the means, and AP50 also per ``small`` (< 32^2 px^2), ``medium``
+  and ``large`` (>= 96^2) object, because a detector's losses sit in the small objects (distant
+  persons) that a mean over all sizes hides; one detection cap (100 per image by default, the
+  highest-scoring kept, as COCO does);
 * pycocotools prints progress to stdout; it is captured so a ROS node's or a CLI's output stays clean;
 * a class without ground truth has no AP (NaN) and is left out of the mean, even when it has
   predictions (COCO's rule); with no ground truth at all, every AP is NaN; with no predictions at all,
@@ -30,7 +32,13 @@ from ..errors import DatasetError
 
 __all__ = ["DetectionEvaluator", "load_yolo_labels"]
 
-_ALL_AREAS = [0.0, 1e5**2]  # COCO's "all" area range
+#: COCO's area ranges in px^2 (pycocotools' defaults); "all" first: the means read index 0.
+AREA_RANGES = {
+    "all": (0.0, 1e5**2),
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, 1e5**2),
+}
 
 
 def _as_boxes(boxes: np.ndarray, what: str) -> np.ndarray:
@@ -134,7 +142,7 @@ class DetectionEvaluator:
             })
 
     def _precision(self) -> np.ndarray:
-        """COCOeval's precision array reduced to [IoU threshold (10), recall point (101), class]."""
+        """COCOeval's precision array as [IoU threshold (10), recall point (101), class, area range]."""
         k = len(self.class_names)
         gt_api = COCO()
         gt_api.dataset = {
@@ -147,12 +155,12 @@ class DetectionEvaluator:
             dt_api = gt_api.loadRes([dict(d) for d in self._dt])
             ev = COCOeval(gt_api, dt_api, iouType="bbox")
             ev.params.catIds = list(range(1, k + 1))
-            ev.params.areaRng = [list(_ALL_AREAS)]
-            ev.params.areaRngLbl = ["all"]
+            ev.params.areaRng = [list(r) for r in AREA_RANGES.values()]
+            ev.params.areaRngLbl = list(AREA_RANGES)
             ev.params.maxDets = [self.max_detections]
             ev.evaluate()
             ev.accumulate()
-        return ev.eval["precision"][:, :, :, 0, 0]
+        return ev.eval["precision"][:, :, :, :, 0]
 
     def operating_points(
         self, thresholds: Sequence[float], *, iou_threshold: float = 0.5
@@ -195,31 +203,53 @@ class DetectionEvaluator:
         """Score everything added so far.
 
         Returns:
-            ``{"mAP50", "mAP50_95", "per_class": {name: {"AP50", "AP50_95", "num_gt"}}, "num_images"}``;
-            APs in [0, 1], NaN for classes without ground truth; the means skip NaN classes and are
-            NaN when no class has ground truth.
+            ``{"mAP50", "mAP50_95", "per_class": {name: {"AP50", "AP50_95", "num_gt"}}, "num_images",
+            "by_area": {"small" | "medium" | "large": {"mAP50", "per_class": {name: {"AP50",
+            "num_gt"}}}}}``; APs in [0, 1], NaN for classes without ground truth (in that size range);
+            the means skip NaN classes and are NaN when no class has ground truth.
         """
         k = len(self.class_names)
-        num_gt = np.bincount([a["category_id"] - 1 for a in self._gt], minlength=k)
-        ap50 = np.full(k, math.nan)
-        ap50_95 = np.full(k, math.nan)
+        areas = np.asarray([a["area"] for a in self._gt], np.float64)
+        gt_class = np.asarray([a["category_id"] - 1 for a in self._gt], np.int64)
+        # Per area range: which gts COCO counts there (its rule: lo <= area <= hi).
+        in_range = [(areas >= lo) & (areas <= hi) for lo, hi in AREA_RANGES.values()]
+        num_gt = np.stack([np.bincount(gt_class[m], minlength=k) for m in in_range], axis=1)  # [class, area]
         has_gt = num_gt > 0
+        ap50 = np.full(num_gt.shape, math.nan)
+        ap50_95 = np.full(k, math.nan)
         if has_gt.any() and not self._dt:
             ap50[has_gt] = 0.0  # nothing predicted: recall 0 everywhere
-            ap50_95[has_gt] = 0.0
+            ap50_95[has_gt[:, 0]] = 0.0
         elif has_gt.any():
             precision = self._precision()
-            for c in np.flatnonzero(has_gt):
-                ap50[c] = float(precision[0, :, c].mean())
-                ap50_95[c] = float(precision[:, :, c].mean())
+            for c, a in zip(*np.nonzero(has_gt), strict=True):
+                ap50[c, a] = float(precision[0, :, c, a].mean())
+            for c in np.flatnonzero(has_gt[:, 0]):
+                ap50_95[c] = float(precision[:, :, c, 0].mean())
+
+        def mean(values: np.ndarray, mask: np.ndarray) -> float:
+            return float(values[mask].mean()) if mask.any() else math.nan
+
+        by_area = {
+            label: {
+                "mAP50": mean(ap50[:, a], has_gt[:, a]),
+                "per_class": {
+                    name: {"AP50": float(ap50[c, a]), "num_gt": int(num_gt[c, a])}
+                    for c, name in enumerate(self.class_names)
+                },
+            }
+            for a, label in enumerate(AREA_RANGES)
+            if label != "all"
+        }
         return {
-            "mAP50": float(ap50[has_gt].mean()) if has_gt.any() else math.nan,
-            "mAP50_95": float(ap50_95[has_gt].mean()) if has_gt.any() else math.nan,
+            "mAP50": mean(ap50[:, 0], has_gt[:, 0]),
+            "mAP50_95": mean(ap50_95, has_gt[:, 0]),
             "per_class": {
-                name: {"AP50": float(ap50[c]), "AP50_95": float(ap50_95[c]), "num_gt": int(num_gt[c])}
+                name: {"AP50": float(ap50[c, 0]), "AP50_95": float(ap50_95[c]), "num_gt": int(num_gt[c, 0])}
                 for c, name in enumerate(self.class_names)
             },
             "num_images": len(self._image_ids),
+            "by_area": by_area,
         }
 
 
