@@ -3,7 +3,8 @@
 # score on `dev`, never on val.
 #
 #   scripts/dev_levers.sh OUT_ROOT LEVER SEED [STEPS]
-#       LEVER: base | seg_up | aug | aug_seg_up | stride8 | full_res | fusion_max | fusion_saliency
+#       LEVER: base | seg_up | aug | aug_seg_up | stride8 | full_res | stride8_seg_balance | fusion_max |
+#              fusion_saliency
 #              (the cases below)
 #
 # Every run trains a fresh task net (ImageNet init) on the fused images of one fixed fusion net
@@ -21,7 +22,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:?usage: scripts/dev_levers.sh OUT_ROOT LEVER SEED [STEPS]}
-LEVER=${2:?lever: base | seg_up | aug | aug_seg_up | stride8 | full_res | fusion_max | fusion_saliency}
+LEVER=${2:?lever: base | seg_up | aug | aug_seg_up | stride8 | full_res | stride8_seg_balance | fusion_max | fusion_saliency}
 SEED=${3:?seed}
 STEPS=${4:-1200}
 FP=${FP:-"$ROOT/.venv/bin/fusion-perception"}
@@ -39,7 +40,10 @@ case $LEVER in
   # (8 px in the 640x480 input), or the whole task branch at full input resolution.
   stride8) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={det_levels: [4, 8, 16]}") ;;
   full_res) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={task_scale: 1}") ;;
-  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up stride8 full_res fusion_max fusion_saliency)" >&2
+  # stride8 with class-balanced segmentation weights (loss.seg_balance: (median freq / freq)^0.5).
+  stride8_seg_balance) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={det_levels: [4, 8, 16]}"
+                              --set loss.seg_balance=0.5) ;;
+  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up stride8 full_res stride8_seg_balance fusion_max fusion_saliency)" >&2
      exit 2 ;;
 esac
 RUN=$OUT/${LEVER}_s$SEED

@@ -168,3 +168,21 @@ def test_segmentation_loss_scores_the_upsampled_logits_against_full_size_labels(
     assert float(segmentation_loss(ramp, label, upsampled=False)) == pytest.approx(
         float(torch.nn.functional.cross_entropy(ramp, coarse_target_cells.expand(1, 60, 80))), rel=1e-5
     )
+
+
+def test_class_weights_follow_median_frequency_and_weight_the_loss() -> None:
+    from fusion_perception.training.losses import seg_class_weights, segmentation_loss
+
+    counts = np.array([800, 100, 100, 0])  # frequencies 0.8, 0.1, 0.1; median of the present: 0.1
+    assert seg_class_weights(counts, 0.0).tolist() == [1.0] * 4
+    assert seg_class_weights(counts, 1.0).tolist() == pytest.approx([0.125, 1.0, 1.0, 10.0])  # absent: clip
+    assert seg_class_weights(counts, 2.0)[0] == pytest.approx(0.1)  # 1/64 clipped to 0.1
+    with pytest.raises(ValueError, match="positive total"):
+        seg_class_weights(np.zeros(3), 0.5)
+    # Two pixels, classes 0 and 1, weights 0.25 and 1: the loss is the weight-normalised mean.
+    logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 1.0]]]])  # [1, 2 classes, 1, 2]
+    label = torch.tensor([[[0, 1]]])
+    weights = torch.tensor([0.25, 1.0])
+    ce = -torch.log_softmax(logits[0, :, 0], dim=0)  # [class, pixel]
+    expected = (0.25 * ce[0, 0] + 1.0 * ce[1, 1]) / 1.25
+    assert float(segmentation_loss(logits, label, class_weights=weights)) == pytest.approx(float(expected))

@@ -48,6 +48,13 @@ def test_official_segmentation_labels_are_used_when_present(msrs: Path) -> None:
     assert set(second.seg.unique().tolist()) <= {*DET_TO_SEG.tolist(), IGNORE_INDEX}
 
 
+def test_class_pixel_counts_read_the_maps_only(msrs: Path) -> None:
+    """Rows cycle 0..8 in the one map (480 rows: 54 of each class but 6 classes with 53); the second
+    pair's box-derived mask is not counted."""
+    counts = PairFolder(msrs).seg_map_pixel_counts(9)
+    assert counts.tolist() == [54 * 640] * 3 + [53 * 640] * 6
+
+
 def test_label_with_a_class_outside_msrs_names_the_file(msrs: Path) -> None:
     path = msrs / "labels_seg" / f"{sample_pairs()[0].name}.png"
     cv2.imwrite(str(path), np.full((480, 640), 9, np.uint8))

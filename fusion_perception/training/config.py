@@ -96,6 +96,11 @@ class LossConfig:
     ``seg_upsampled``: the segmentation cross-entropy is taken on logits upsampled bilinearly to the
     label size, as the node upsamples them before its argmax; False downsamples the labels to the
     logits by nearest neighbour instead (how the model of commit cc6034e was trained).
+    ``seg_balance``: exponent p of the class weights of the segmentation cross-entropy,
+    (median frequency / frequency)^p over the lower split's segmentation maps (box-derived masks
+    excluded: they label only the boxes' classes), clipped to [0.1, 10]; 0 weights every class alike.
+    Four of the nine MSRS classes hold 0.01-0.3 % of the labelled pixels and an unweighted loss
+    never predicts them, which holds the mean IoU down.
     """
 
     intensity: float = 1.0
@@ -104,6 +109,7 @@ class LossConfig:
     intensity_target: Literal["max", "saliency"] = "max"
     seg: float = 1.0
     seg_upsampled: bool = True
+    seg_balance: float = 0.0
     det: float = 1.0
     adversarial: float = 0.1
 

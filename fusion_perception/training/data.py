@@ -82,6 +82,15 @@ def _upscale_to(ir: np.ndarray, vis: np.ndarray, size: tuple[int, int]) -> tuple
     )
 
 
+def _seg_map(root: Path, stem: str) -> tuple[Path, str] | None:
+    """(path, provenance) of the first segmentation map of ``stem`` in ``SEG_SOURCES`` order."""
+    for folder, name in SEG_SOURCES:
+        path = root / folder / f"{stem}.png"
+        if path.is_file():
+            return path, name
+    return None
+
+
 def box_derived_mask(boxes: np.ndarray, classes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Segmentation mask from boxes (largest first, so small boxes stay visible); IGNORE elsewhere."""
     mask = np.full((size[1], size[0]), IGNORE_INDEX, np.uint8)
@@ -137,6 +146,17 @@ class PairFolder(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def seg_map_pixel_counts(self, num_classes: int) -> np.ndarray:
+        """Labelled pixels per class over this folder's segmentation maps (box-derived masks are not
+        counted: they say nothing about the classes without boxes)."""
+        counts = np.zeros(num_classes, np.int64)
+        for stem, _, _ in self.pairs:
+            found = _seg_map(self.root, stem)
+            if found is not None:
+                labels = _read(found[0], cv2.IMREAD_GRAYSCALE).ravel()
+                counts += np.bincount(labels, minlength=256)[:num_classes]
+        return counts
+
     def _load(self, index: int) -> Sample:
         stem, ir_path, vi_path = self.pairs[index]
         ir, vis = read_pair(ir_path, vi_path)
@@ -160,16 +180,14 @@ class PairFolder(torch.utils.data.Dataset):
         elif self.labelled:
             boxes, classes = load_yolo_labels(self.root / "labels_det_fusion" / f"{stem}.txt", (w, h))
             boxes = np.clip(boxes, 0, [w32, h32, w32, h32]).astype(np.float32)
-            for folder, name in SEG_SOURCES:
-                path = self.root / folder / f"{stem}.png"
-                if path.is_file():
-                    seg = _read(path, cv2.IMREAD_GRAYSCALE)[:h32, :w32]
-                    if seg.max() >= len(MSRS_SEG_CLASSES):
-                        raise DatasetError(
-                            f"{path}: class id {seg.max()} outside the {len(MSRS_SEG_CLASSES)} MSRS classes"
-                        )
-                    source = name
-                    break
+            found = _seg_map(self.root, stem)
+            if found is not None:
+                path, source = found
+                seg = _read(path, cv2.IMREAD_GRAYSCALE)[:h32, :w32]
+                if seg.max() >= len(MSRS_SEG_CLASSES):
+                    raise DatasetError(
+                        f"{path}: class id {seg.max()} outside the {len(MSRS_SEG_CLASSES)} MSRS classes"
+                    )
             else:
                 seg = box_derived_mask(boxes, classes, (w32, h32))
                 source = "box_derived"

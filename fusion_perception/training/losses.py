@@ -8,6 +8,7 @@ Fusion loss (docs/DESIGN.md "Training schemes"): intensity (L1 to a target built
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,6 +26,7 @@ __all__ = [
     "generator_adversarial_loss",
     "intensity_target",
     "level_layout",
+    "seg_class_weights",
     "segmentation_loss",
     "sobel_magnitude",
     "ssim",
@@ -77,12 +79,16 @@ def fusion_loss(fused: Tensor, ir: Tensor, vis_y: Tensor, cfg: LossConfig) -> tu
     return total, {"intensity": l_int.item(), "gradient": l_grad.item(), "ssim": l_ssim.item()}
 
 
-def segmentation_loss(logits: Tensor, target: Tensor, upsampled: bool = True) -> Tensor:
+def segmentation_loss(
+    logits: Tensor, target: Tensor, upsampled: bool = True, class_weights: Tensor | None = None
+) -> Tensor:
     """Cross-entropy of stride-s logits against full-size labels [N,H,W].
 
     ``upsampled``: the logits are resized bilinearly to the labels (the deployed
     ``postprocess.segmentation_labels`` takes its argmax after the same resize, so training scores
     what the node outputs); False compares them with labels downsampled by nearest neighbour.
+    ``class_weights`` [C]: per-class weights (``seg_class_weights``); the mean is over weights, as
+    ``F.cross_entropy`` takes it, so the loss's scale stays that of one labelled pixel.
     """
     if upsampled:
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
@@ -90,7 +96,22 @@ def segmentation_loss(logits: Tensor, target: Tensor, upsampled: bool = True) ->
         target = F.interpolate(target[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
     if bool((target == IGNORE_INDEX).all()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits, target, weight=class_weights, ignore_index=IGNORE_INDEX)
+
+
+def seg_class_weights(
+    pixel_counts: np.ndarray, exponent: float, clip: tuple[float, float] = (0.1, 10.0)
+) -> Tensor:
+    """(median frequency / frequency)^exponent per class, clipped; a class without pixels gets the
+    upper clip (it may appear in other splits). ``exponent`` 0 gives ones."""
+    counts = np.asarray(pixel_counts, np.float64)
+    if counts.ndim != 1 or counts.sum() <= 0:
+        raise ValueError(f"pixel_counts must be a 1-D count per class with a positive total, got {counts}")
+    freq = counts / counts.sum()
+    median = float(np.median(freq[freq > 0]))
+    with np.errstate(divide="ignore"):
+        ratio = np.where(freq > 0, median / np.maximum(freq, 1e-300), np.inf)
+    return torch.from_numpy(np.clip(ratio**exponent, *clip)).float()
 
 
 def box_iou_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -70,6 +70,8 @@ class Nets:
         )
         self.sched_tasks = torch.optim.lr_scheduler.LambdaLR(self.opt_tasks, self._lr_factor)
         self.ema = ModelEMA(self._pair(), cfg.ema_decay) if cfg.ema_decay > 0 else None
+        #: per-class weights of the segmentation loss (``loss.seg_balance``); set from the data.
+        self.seg_weights: Tensor | None = None
 
     def _pair(self) -> nn.ModuleDict:
         return nn.ModuleDict({"fusion": self.fusion, "tasks": self.tasks})
@@ -96,7 +98,7 @@ class Nets:
         """(weighted segmentation loss, weighted detection loss) of T on input ``x`` [N,3,H,W]."""
         seg_logits, det_raw = self.tasks(x)
         size = (x.shape[-1], x.shape[-2])
-        l_seg = segmentation_loss(seg_logits, batch["seg"], self.cfg.loss.seg_upsampled)
+        l_seg = segmentation_loss(seg_logits, batch["seg"], self.cfg.loss.seg_upsampled, self.seg_weights)
         l_det = detection_loss(
             det_raw, batch["boxes"], batch["classes"], size, self.tasks.det_strides, batch["weights"]
         )

@@ -30,6 +30,7 @@ from ..models.deployed import DeployedModel, modality_input
 from ..runtime.model_info import ModelInfo
 from .config import TrainConfig
 from .distributed import GradSync
+from .losses import seg_class_weights
 from .nets import Nets
 from .run_state import gather_rng, restore_rng, save_atomic
 from .schemes import SCHEMES, LearnedLossScheme, SchemeContext, build_scheme
@@ -61,6 +62,10 @@ class Trainer:
             fuse=self._cached_fusion if cached else None,
             hold_out=SCHEMES[config.scheme].uses_held_out and config.trains_fusion,
         )
+        if config.loss.seg_balance > 0:
+            counts = self.data.train_set.seg_map_pixel_counts(self.nets.tasks.seg.classify.out_channels)
+            self.nets.seg_weights = seg_class_weights(counts, config.loss.seg_balance).to(self.device)
+            log.info("segmentation class weights %s", [round(w, 2) for w in self.nets.seg_weights.tolist()])
         self.scheme = build_scheme(SchemeContext(config, self.nets, self.data, self.device, self.sync))
         self.step = 0
         self.out_dir = Path(config.out_dir)
@@ -109,6 +114,7 @@ class Trainer:
                 "seed": cfg.seed,
                 "data": self.data.describe(),
                 "augment": {"scale_jitter": cfg.data.scale_jitter, "photometric": cfg.data.photometric},
+                "seg_balance": cfg.loss.seg_balance,
                 "seg_labels": "BDLFusion predictions (weak) where present, else box-derived masks",
                 "task_backbone": "EfficientNet-Lite0, ImageNet-1k init",
                 "task_scale": tasks.task_scale,
