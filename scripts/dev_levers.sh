@@ -4,7 +4,7 @@
 #
 #   scripts/dev_levers.sh OUT_ROOT LEVER SEED [STEPS]
 #       LEVER: base | seg_up | aug | aug_seg_up | stride8 | full_res | stride8_seg_balance | fusion_max |
-#              fusion_saliency
+#              fusion_saliency | fusion_warm
 #              (the cases below)
 #
 # Every run trains a fresh task net (ImageNet init) on the fused images of one fixed fusion net
@@ -22,7 +22,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:?usage: scripts/dev_levers.sh OUT_ROOT LEVER SEED [STEPS]}
-LEVER=${2:?lever: base | seg_up | aug | aug_seg_up | stride8 | full_res | stride8_seg_balance | fusion_max | fusion_saliency}
+LEVER=${2:?lever: one of the cases below}
 SEED=${3:?seed}
 STEPS=${4:-1200}
 FP=${FP:-"$ROOT/.venv/bin/fusion-perception"}
@@ -35,7 +35,7 @@ case $LEVER in
   base) EXTRA=(--set loss.seg_upsampled=false) ;;
   seg_up) EXTRA=(--set loss.seg_upsampled=true) ;;
   aug) EXTRA=(--set loss.seg_upsampled=false "${AUG[@]}") ;;
-  aug_seg_up | fusion_max | fusion_saliency) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}") ;;
+  aug_seg_up | fusion_max | fusion_saliency | fusion_warm) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}") ;;
   # Resolution levers on top of aug_seg_up: a detection level on the stride-4 pyramid feature
   # (8 px in the 640x480 input), or the whole task branch at full input resolution.
   stride8) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={det_levels: [4, 8, 16]}") ;;
@@ -43,7 +43,7 @@ case $LEVER in
   # stride8 with class-balanced segmentation weights (loss.seg_balance: (median freq / freq)^0.5).
   stride8_seg_balance) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={det_levels: [4, 8, 16]}"
                               --set loss.seg_balance=0.5) ;;
-  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up stride8 full_res stride8_seg_balance fusion_max fusion_saliency)" >&2
+  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up stride8 full_res stride8_seg_balance fusion_max fusion_saliency fusion_warm)" >&2
      exit 2 ;;
 esac
 RUN=$OUT/${LEVER}_s$SEED

@@ -186,3 +186,24 @@ def test_class_weights_follow_median_frequency_and_weight_the_loss() -> None:
     ce = -torch.log_softmax(logits[0, :, 0], dim=0)  # [class, pixel]
     expected = (0.25 * ce[0, 0] + 1.0 * ce[1, 1]) / 1.25
     assert float(segmentation_loss(logits, label, class_weights=weights)) == pytest.approx(float(expected))
+
+
+def test_warm_target_gives_a_warm_object_its_ir_contrast_back() -> None:
+    """A 10x20 person at IR 0.5 on IR background 0.2, visible 0.4 everywhere (a lit street at night):
+    max keeps the person at 0.5 but lifts the background to 0.4 (contrast 0.1 against IR's 0.3);
+    the warm target adds the person's excess over IR's 31x31 local mean and keeps the background."""
+    from fusion_perception.training.losses import WARM_WINDOW, intensity_target
+
+    ir = torch.full((1, 1, 96, 96), 0.2)
+    ir[..., 40:60, 43:53] = 0.5
+    vis = torch.full_like(ir, 0.4)
+    plain = intensity_target(ir, vis, "max")
+    warm = intensity_target(ir, vis, "warm")
+    assert float(plain[0, 0, 50, 48] - plain[0, 0, 50, 5]) == pytest.approx(0.1)
+    local_mean = 0.2 + 0.3 * 200 / WARM_WINDOW**2  # the window around the centre holds the whole person
+    assert float(warm[0, 0, 50, 48]) == pytest.approx(0.5 + 0.5 - local_mean, abs=1e-5)
+    assert float(warm[0, 0, 50, 5]) == pytest.approx(0.4, abs=1e-5)  # far from the person: IR at its mean
+    assert float(warm[0, 0, 50, 48] - warm[0, 0, 50, 5]) > float(ir[0, 0, 50, 48] - ir[0, 0, 50, 5])
+    assert float(warm.max()) <= 1.0
+    with pytest.raises(ValueError, match="intensity target"):
+        intensity_target(ir, vis, "maximum")

@@ -46,6 +46,8 @@ def test_unknown_key_suggests_the_right_one() -> None:
         load_config(None, {"data": {"crop_width": 100}})
     with pytest.raises(ValueError, match="aggregation must be one of"):
         load_config(None, {"aggregation": "mean"})
+    with pytest.raises(ValueError, match="intensity_target must be one of"):  # not silently saliency
+        load_config(None, {"loss": {"intensity_target": "maximum"}})
 
 
 def test_shipped_training_config_loads() -> None:

@@ -83,6 +83,10 @@ class DataPaths(NamedTuple):
     pseudo: list[tuple[Path, str]]
 
 
+#: Kinds of intensity target of the fusion loss (``losses.intensity_target``).
+INTENSITY_TARGETS = ("max", "saliency", "warm")
+
+
 @dataclass
 class LossConfig:
     """Weights of the fusion loss terms and of the task losses, for every scheme.
@@ -106,7 +110,7 @@ class LossConfig:
     intensity: float = 1.0
     gradient: float = 4.0
     ssim: float = 1.0
-    intensity_target: Literal["max", "saliency"] = "max"
+    intensity_target: Literal["max", "saliency", "warm"] = "max"
     seg: float = 1.0
     seg_upsampled: bool = True
     seg_balance: float = 0.0
@@ -194,6 +198,9 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        target = self.loss.intensity_target
+        if target not in INTENSITY_TARGETS:
+            raise ValueError(f"loss.intensity_target must be one of {INTENSITY_TARGETS}, got {target!r}")
         for name in ("steps", "upper_every", "log_every", "checkpoint_every", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
