@@ -31,6 +31,8 @@ COLUMNS = (
     ("AP50 person, small (< 32^2 px^2)", lambda r: _by_area(r, "small")["person"]["AP50"]),
     ("AP50 person, medium", lambda r: _by_area(r, "medium")["person"]["AP50"]),
     ("AP50 person, same weights on IR", lambda r: r["detection"]["ir"]["per_class"]["person"]["AP50"]),
+    ("AP50 person at night", lambda r: _night(r, "fused")["person"]["AP50"]),
+    ("AP50 person at night, same weights on IR", lambda r: _night(r, "ir")["person"]["AP50"]),
     ("seg mIoU", lambda r: r["segmentation"]["mIoU"]),
     ("judge mAP@0.5, fused", lambda r: _judge(r, "fused")["mAP50"]),
     ("judge AP50 person, fused", lambda r: _judge(r, "fused")["per_class"]["person"]["AP50"]),
@@ -42,6 +44,12 @@ def _by_area(report: dict, area: str) -> dict:
     """The own detector's per-class AP50 on the fused image in one COCO size range; KeyError for a
     report written before the evaluator scored sizes."""
     return report["detection"]["fused"]["by_area"][area]["per_class"]
+
+
+def _night(report: dict, image: str) -> dict:
+    """The own detector's per-class scores on the night pairs' ``image`` (fused, or IR with the same
+    weights); KeyError for a report written before the evaluator split day from night."""
+    return (report.get("detection_by_time_of_day") or {})["night"][image]["per_class"]
 
 
 def _judge(report: dict, image: str) -> dict:

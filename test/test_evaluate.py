@@ -71,6 +71,13 @@ def test_evaluate_writes_every_section(dataset: Path, checkpoint: Path, tmp_path
     # The max baseline's EN/SD come from real data: the suite ran on the real images.
     assert report["fusion"]["max"]["EN"] > 5.0
     assert report["segmentation"] is None  # no segmentation labels in this folder
+    # MSRS names: each detector also scored on the day (..D) and the night (..N) pairs apart.
+    val = (dataset / "splits" / "val.txt").read_text().split()
+    by_time = report["detection_by_time_of_day"]
+    for time_of_day, suffix in (("day", "D"), ("night", "N")):
+        assert set(by_time[time_of_day]) == set(report["detection"])
+        counted = by_time[time_of_day]["fused"]["num_images"]
+        assert counted == sum(name.endswith(suffix) for name in val) > 0
 
 
 def test_pyramid_fusion_of_identical_sources_is_the_source() -> None:

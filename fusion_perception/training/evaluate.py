@@ -12,7 +12,9 @@ segmentation labels) it computes:
   predictions, named as such);
 * with ``--judge``: mAP of the fixed NanoDet-g teacher on the fused, IR, visible, average and max
   images (:mod:`fusion_perception.teacher.judge`), independent of the model's own detector unless
-  the model's provenance says the teacher entered its objective (then every figure says so).
+  the model's provenance says the teacher entered its objective (then every figure says so);
+* on MSRS names (``00123D``, ``00123N``) every detector's scores by day and by night as well
+  (``detection_by_time_of_day``): the night pairs are where the thermal image matters.
 
 The model is a training checkpoint (torch), because the single-modality inputs need the task net
 alone; fused images are the same computation the exported graph runs.
@@ -24,6 +26,7 @@ import argparse
 import itertools
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -44,6 +47,9 @@ from ..runtime.postprocess import decode_detections, segmentation_labels
 __all__ = ["evaluate_folder", "main", "pyramid_fusion"]
 
 log = logging.getLogger(__name__)
+#: MSRS pair names: five digits and D (day) or N (night).
+MSRS_NAME = re.compile(r"\d{5}[DN]")
+
 SEG_LABEL_SOURCES = (
     ("labels_seg", "MSRS labels"),
     ("seg_bdlfusion_pred", "BDLFusion predictions (not ground truth)"),
@@ -134,6 +140,12 @@ def evaluate_folder(
     for modality, path in (baselines or {}).items():
         detectors[f"{modality}_trained"] = (_load_checkpoint(path).tasks, modality)
     det_eval = {name: DetectionEvaluator(info.det_classes) for name in detectors}
+    # MSRS names end in D (day) or N (night): persons are lost at night, so score each apart too.
+    time_of_day = {stem: "night" if stem.endswith("N") else "day" for stem, _, _ in pairs}
+    by_time = all(MSRS_NAME.fullmatch(stem) for stem in time_of_day) and not fusion_only
+    det_eval_time = {
+        t: {name: DetectionEvaluator(info.det_classes) for name in detectors} for t in ("day", "night")
+    } if by_time else {}
     seg_eval = SegmentationEvaluator(len(info.seg_classes), class_names=info.seg_classes)
     seg_source = None
     teacher_judge = None
@@ -182,6 +194,10 @@ def evaluate_folder(
             )
             boxes = prepared.mapping.boxes_to_source(dets.boxes)
             det_eval[name].add(stem, gt_boxes, gt_classes, boxes, dets.scores, dets.class_ids)
+            if by_time:
+                det_eval_time[time_of_day[stem]][name].add(
+                    stem, gt_boxes, gt_classes, boxes, dets.scores, dets.class_ids
+                )
         if teacher_judge is not None:
             ir8 = unit_to_uint8(thermal_to_unit(ir_img))
             fused_bgr = fused_to_bgr(fused_images["model"], prepared)
@@ -209,6 +225,9 @@ def evaluate_folder(
         "fusion": fusion_table,
         "model_beats_baseline_on": wins,
         "detection": {name: ev.summarize() for name, ev in det_eval.items()},
+        "detection_by_time_of_day": {
+            t: {name: ev.summarize() for name, ev in evs.items()} for t, evs in det_eval_time.items()
+        } if by_time else None,
         "operating_points": _operating_points(det_eval["fused"]) if "fused" in det_eval else None,
         "segmentation": ({"labels": seg_source, **seg_eval.summarize()} if seg_source else None),
         "judge": teacher_judge.summarize() if teacher_judge is not None else None,

@@ -72,8 +72,10 @@ def intensity_target(ir: Tensor, vis_y: Tensor, kind: str = "max") -> Tensor:
     * ``saliency``: a mix weighted by each source's local gradient energy plus intensity.
     * ``warm``: max plus IR's excess over its local mean (``WARM_WINDOW``), where positive. Max
       alone keeps a warm object's brightness but also the brighter of the two backgrounds around
-      it, which halves the object's contrast against IR's (MSRS dev persons at night: 0.057 against
-      0.097 inside-box minus surround, docs/RESULTS.md); adding the excess gives it back.
+      it, which nearly halves the object's contrast against IR's (MSRS dev small persons at night:
+      0.059 against 0.097 inside-box minus surround, docs/RESULTS.md); the excess gives it back
+      in the target (0.115), though the fusion loss's other terms keep a net trained on it near
+      max's image (docs/RESULTS.md, "Where the fused image loses persons").
     """
     if kind == "max":
         return torch.maximum(ir, vis_y)
