@@ -19,7 +19,8 @@
 #             INT8 sibling (calibrated on the training split), then the
 #             report: MSRS val scored once, with the baselines and the fixed judge.
 # Task phases augment (scale jitter 0.3, photometric 0.2) and score segmentation on bilinearly
-# upsampled logits: both chosen on the development split (docs/RESULTS.md, "Protocol").
+# upsampled logits, and the task net detects on three pyramid levels (a stride-4 level: 8 px of the
+# input, for distant persons): chosen on the development split (docs/RESULTS.md, "Levers on dev").
 # Every phase resumes from its OUT_ROOT/<phase>/last.pt: a run cut short (a session's end) goes on
 # where it stopped when the same command is started again; a finished phase returns at once.
 # Environment: DEVICE (cpu|cuda, default cpu), SEED (default 0), THREADS (torch CPU threads, default
@@ -44,7 +45,7 @@ train() {  # train NAME [--set ...]
   local t0=$SECONDS
   "$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --resume --device "$DEVICE" \
     --set out_dir="$OUT/$name" --set data.msrs_root="$MSRS" --set data.train_split="$SPLIT" \
-    --set seed="$SEED" --set threads="${THREADS:-2}" "$@"
+    --set seed="$SEED" --set threads="${THREADS:-2}" --set "model.tasks={det_levels: [4, 8, 16]}" "$@"
   echo "[recipe] $name: $((SECONDS - t0)) s" | tee -a "$OUT/times.txt"
 }
 WHOLE=(--set data.crop_width=640 --set data.crop_height=480 --set data.batch_size=4)
