@@ -1,7 +1,7 @@
 """Soak: the node from the shipped config fed by a camera process for a long time; does anything decay?
 
     .venv/bin/python benchmarks/bench_soak.py                     # 30 min at 15 Hz: the acceptance run
-    .venv/bin/python benchmarks/bench_soak.py --ci                # 90 s: accounting and flow only (CI)
+    .venv/bin/python benchmarks/bench_soak.py --ci                # 60 s: accounting and flow only (CI)
     .venv/bin/python benchmarks/bench_soak.py --duration 360 --compare 60 --window 30 \
         --json benchmarks/results/soak_cpu_6min.json
 
@@ -362,16 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ci",
         action="store_true",
-        help="short variant for CI: 90 s, warm-up 20 s, windows of 10 s. It decides only what 90 s can: "
+        help="short variant for CI: 60 s, warm-up 20 s, windows of 10 s. It decides only what 60 s can: "
         "every frame accounted and outputs in every window. Rate, latency and RSS are reported but not "
         "judged (a shared machine's load and the heap's high-water mark move them more than a decay "
-        "would in 90 s); those verdicts belong to the full-length run",
+        "would in 60 s); those verdicts belong to the full-length run",
     )
     p.add_argument("--json", type=Path, default=None, help="default benchmarks/results/soak_cpu[_ci].json")
     p.add_argument("--keep-logs", type=Path, default=None, help="copy node.log and camera.log here")
     args = p.parse_args(argv)
     if args.ci:
-        args.duration, args.warmup, args.compare, args.window = 90.0, 20.0, 30.0, 10.0
+        args.duration, args.warmup, args.compare, args.window = 60.0, 20.0, 20.0, 10.0
         args.tolerance, args.latency_tolerance = 0.20, 0.50
     if args.warmup + 2 * args.compare > args.duration:
         p.error("--duration must cover --warmup plus two --compare spans")

@@ -3,8 +3,8 @@
 # score on `dev`, never on val.
 #
 #   scripts/dev_levers.sh OUT_ROOT LEVER SEED [STEPS]
-#       LEVER: base | seg_up | aug | aug_seg_up | stride8 | full_res | stride8_seg_balance | fusion_max |
-#              fusion_saliency | fusion_warm
+#       LEVER: base | seg_up | aug | aug_seg_up | stride8 | full_res | stride8_seg_balance |
+#              stride8_seg_maps | fusion_max | fusion_saliency | fusion_warm
 #              (the cases below)
 #
 # Every run trains a fresh task net (ImageNet init) on the fused images of one fixed fusion net
@@ -31,19 +31,23 @@ FUSION=${FUSION:-$ROOT/fusion_perception/assets/default.pt}
 PSEUDO="[$DATA/roadscene=$ROOT/data/teacher_labels/roadscene.json,$DATA/tno=$ROOT/data/teacher_labels/tno.json,\
 $DATA/llvip_samples/train=$ROOT/data/teacher_labels/llvip_samples_train.json]"
 AUG=(--set data.scale_jitter=0.3 --set data.photometric=0.2)
+AUG_SEG_UP=(--set loss.seg_upsampled=true "${AUG[@]}")
+STRIDE8=("${AUG_SEG_UP[@]}" --set "model.tasks={det_levels: [4, 8, 16]}")
 case $LEVER in
   base) EXTRA=(--set loss.seg_upsampled=false) ;;
   seg_up) EXTRA=(--set loss.seg_upsampled=true) ;;
   aug) EXTRA=(--set loss.seg_upsampled=false "${AUG[@]}") ;;
-  aug_seg_up | fusion_max | fusion_saliency | fusion_warm) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}") ;;
+  aug_seg_up | fusion_max | fusion_saliency | fusion_warm) EXTRA=("${AUG_SEG_UP[@]}") ;;
   # Resolution levers on top of aug_seg_up: a detection level on the stride-4 pyramid feature
   # (8 px in the 640x480 input), or the whole task branch at full input resolution.
-  stride8) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={det_levels: [4, 8, 16]}") ;;
-  full_res) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={task_scale: 1}") ;;
+  stride8) EXTRA=("${STRIDE8[@]}") ;;
+  full_res) EXTRA=("${AUG_SEG_UP[@]}" --set "model.tasks={task_scale: 1}") ;;
   # stride8 with class-balanced segmentation weights (loss.seg_balance: (median freq / freq)^0.5).
-  stride8_seg_balance) EXTRA=(--set loss.seg_upsampled=true "${AUG[@]}" --set "model.tasks={det_levels: [4, 8, 16]}"
-                              --set loss.seg_balance=0.5) ;;
-  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up stride8 full_res stride8_seg_balance fusion_max fusion_saliency fusion_warm)" >&2
+  stride8_seg_balance) EXTRA=("${STRIDE8[@]}" --set loss.seg_balance=0.5) ;;
+  # stride8 with segmentation learnt from the maps alone (no box-derived masks: data.seg_box_masks).
+  stride8_seg_maps) EXTRA=("${STRIDE8[@]}" --set data.seg_box_masks=false) ;;
+  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up stride8 full_res stride8_seg_balance stride8_seg_maps" \
+          "fusion_max fusion_saliency fusion_warm)" >&2
      exit 2 ;;
 esac
 RUN=$OUT/${LEVER}_s$SEED

@@ -17,7 +17,16 @@
 #             tasks phases together (900 + 1500): the fair comparison.
 #   export    ONNX of the final model at 640x480 and 384x288 (the node's network_size), each with its
 #             INT8 sibling (calibrated on the training split), then the
-#             report: MSRS val scored once, with the baselines and the fixed judge.
+#             report: MSRS val scored once, with the fixed judge and the baselines where OUT_ROOT has them.
+# SCHEME picks how the fusion net learns (docs/DESIGN.md "Training schemes"), at the same budget:
+#   bilevel   (default, the shipped model) the phases above.
+#   tdfusion, refusion  the fusion phase trains with that scheme's learnable loss (config/train_SCHEME.yaml)
+#             for as many iterations as bilevel's phases that train the fusion net together (fusion +
+#             bilevel + bilevel2: 600 + 240 + 400), on the same crops and MSRS pairs; then one `tasks`
+#             phase as long as bilevel's two (900 + 1500): a fresh pretrained task net on the frozen
+#             fused images; then export. Default phases: fusion tasks export (the single-source
+#             baselines do not depend on the scheme: run them once, or copy tasks_ir/ and
+#             tasks_visible/ into OUT_ROOT for the report).
 # Task phases augment (scale jitter 0.3, photometric 0.2) and score segmentation on bilinearly
 # upsampled logits, and the task net detects on three pyramid levels (a stride-4 level: 8 px of the
 # input, for distant persons): chosen on the development split (docs/RESULTS.md, "Levers on dev").
@@ -28,10 +37,16 @@
 # default train; `fit` for a development run scored on `dev`), FUSION_PERCEPTION_DATA (the datasets
 # folder, default <repository>/../shared/datasets; as in fusion_perception/data_root.py).
 set -euo pipefail
+SCHEME=${SCHEME:-bilevel}
+case $SCHEME in
+  bilevel) DEFAULT_PHASES="fusion tasks bilevel tasks2 bilevel2 baselines export"; FINAL=bilevel2 ;;
+  tdfusion | refusion) DEFAULT_PHASES="fusion tasks export"; FINAL=tasks ;;
+  *) echo "unknown SCHEME $SCHEME (bilevel tdfusion refusion)" >&2; exit 2 ;;
+esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:?usage: scripts/recipe.sh OUT_ROOT [PHASE ...]}
 shift
-PHASES=${*:-fusion tasks bilevel tasks2 bilevel2 baselines export}
+PHASES=${*:-$DEFAULT_PHASES}
 DEVICE=${DEVICE:-cpu}
 SEED=${SEED:-0}
 SCALE=${SCALE:-1}
@@ -40,10 +55,10 @@ FP=${FP:-"$ROOT/.venv/bin/fusion-perception"}
 DATA=${FUSION_PERCEPTION_DATA:-$ROOT/../shared/datasets}
 MSRS=$DATA/msrs
 steps() { python3 -c "print(max(1, round($1 * $SCALE)))"; }
-train() {  # train NAME [--set ...]
+train() {  # train NAME [--set ...]; CONFIG: the scheme's config file (default train_bilevel.yaml)
   local name=$1; shift
   local t0=$SECONDS
-  "$FP" train --config "$ROOT/config/train_bilevel.yaml" --no-progress --resume --device "$DEVICE" \
+  "$FP" train --config "${CONFIG:-$ROOT/config/train_bilevel.yaml}" --no-progress --resume --device "$DEVICE" \
     --set out_dir="$OUT/$name" --set data.msrs_root="$MSRS" --set data.train_split="$SPLIT" \
     --set seed="$SEED" --set threads="${THREADS:-2}" --set "model.tasks={det_levels: [4, 8, 16]}" "$@"
   echo "[recipe] $name: $((SECONDS - t0)) s" | tee -a "$OUT/times.txt"
@@ -58,28 +73,42 @@ BILEVEL=(--set scheme=bilevel --set upper_every=2 --set warmup_steps=0 --set fus
          --set data.crop_width=320 --set data.crop_height=256 --set data.batch_size=4)
 mkdir -p "$OUT"
 for phase in $PHASES; do
-  case $phase in
-    fusion) train fusion --set scheme=plain --set train_tasks=false --set upper_every=1 --set steps="$(steps 600)" \
+  if [[ $SCHEME != bilevel && $phase =~ ^(bilevel|tasks2|bilevel2)$ ]]; then
+    echo "phase $phase belongs to SCHEME=bilevel; SCHEME=$SCHEME trains fusion, tasks, export" >&2; exit 2
+  fi
+  case $SCHEME:$phase in
+    tdfusion:fusion | refusion:fusion)
+      CONFIG=$ROOT/config/train_$SCHEME.yaml train fusion --set steps="$(steps 1240)" --set ema_decay=0.0 \
+        --set data.crop_width=256 --set data.crop_height=224 --set data.batch_size=4 --set "data.extra_pair_roots=[]" \
+        --dump-loss-weights "$OUT/fusion/loss_weights" ;;
+    tdfusion:tasks | refusion:tasks)
+      train tasks --set freeze_fusion=true --set init_from="$OUT/fusion/last.pt" --set init_tasks=false \
+        --set steps="$(steps 2400)" "${TASKS[@]}" ;;
+    *:fusion) train fusion --set scheme=plain --set train_tasks=false --set upper_every=1 --set steps="$(steps 600)" \
               --set data.crop_width=256 --set data.crop_height=224 --set data.batch_size=4 --set ema_decay=0.0 ;;
-    tasks) train tasks --set freeze_fusion=true --set init_from="$OUT/fusion/last.pt" --set steps="$(steps 900)" \
+    *:tasks) train tasks --set freeze_fusion=true --set init_from="$OUT/fusion/last.pt" --set steps="$(steps 900)" \
              "${TASKS[@]}" ;;
-    bilevel) train bilevel --set init_from="$OUT/tasks/last.pt" --set steps="$(steps 240)" "${BILEVEL[@]}" ;;
-    tasks2) train tasks2 --set freeze_fusion=true --set init_from="$OUT/bilevel/last.pt" --set steps="$(steps 1500)" \
+    *:bilevel) train bilevel --set init_from="$OUT/tasks/last.pt" --set steps="$(steps 240)" "${BILEVEL[@]}" ;;
+    *:tasks2) train tasks2 --set freeze_fusion=true --set init_from="$OUT/bilevel/last.pt" --set steps="$(steps 1500)" \
               "${TASKS[@]}" ;;
-    bilevel2) train bilevel2 --set init_from="$OUT/tasks2/last.pt" --set steps="$(steps 400)" "${BILEVEL[@]}" ;;
-    baselines)
+    *:bilevel2) train bilevel2 --set init_from="$OUT/tasks2/last.pt" --set steps="$(steps 400)" "${BILEVEL[@]}" ;;
+    *:baselines)
       for modality in ir visible; do
         train "tasks_$modality" --set input_modality="$modality" --set steps="$(steps 2400)" "${TASKS[@]}"
       done ;;
-    export)
+    *:export)
       for size in 640x480 384x288; do  # the node's network_size: the default and the 384x288 sibling
         name=$([ $size = 640x480 ] && echo model || echo model_$size)
-        "$FP" export "$OUT/bilevel2/last.pt" --out-dir "$OUT/model" --name "$name" --size $size
+        "$FP" export "$OUT/$FINAL/last.pt" --out-dir "$OUT/model" --name "$name" --size $size
         "$FP" quantize "$OUT/model/$name.onnx" --calib "$MSRS" --split "$SPLIT"
       done
       report=$([ "$SPLIT" = train ] && echo val || echo dev)
-      "$FP" evaluate "$MSRS" --split "$report" --checkpoint "$OUT/bilevel2/last.pt" --json "$OUT/$report.json" \
-        --judge --baseline ir="$OUT/tasks_ir/last.pt" --baseline visible="$OUT/tasks_visible/last.pt" ;;
+      baselines=()
+      for modality in ir visible; do
+        [ -e "$OUT/tasks_$modality/last.pt" ] && baselines+=(--baseline "$modality=$OUT/tasks_$modality/last.pt")
+      done
+      "$FP" evaluate "$MSRS" --split "$report" --checkpoint "$OUT/$FINAL/last.pt" --json "$OUT/$report.json" \
+        --judge "${baselines[@]}" ;;
     *) echo "unknown phase $phase (fusion tasks bilevel tasks2 bilevel2 baselines export)" >&2; exit 2 ;;
   esac
 done

@@ -2,7 +2,7 @@
 
 The acceptance run is 30 minutes (``benchmarks/bench_soak.py``, docs/ROBOT.md); here the verdict
 logic is pinned on synthetic series (a halving after 4 minutes must fail, noise must not), and the
-90 s CI variant runs the three processes for real.
+60 s CI variant runs the three processes for real.
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def test_rss_swinging_with_the_heap_high_water_mark_is_not_growth() -> None:
 @pytest.mark.ros
 @pytest.mark.timeout(400)
 def test_ci_soak_keeps_outputs_flowing_and_every_frame_accounted(model_path: Path, tmp_path: Path) -> None:
-    """90 s over real DDS decides accounting and flow; rate, latency and memory trends need the
-    30-minute run (a 90 s RSS trend once read 6.0 MB on a flat run)."""
+    """60 s over real DDS (900 pairs at 15 Hz) decides accounting and flow; rate, latency and
+    memory trends need the 30-minute run (a 90 s RSS trend once read 6.0 MB on a flat run)."""
     bench = _bench()
     out = tmp_path / "soak.json"
     code = bench.main(["--ci", "--model", str(model_path), "--json", str(out), "--keep-logs", str(tmp_path)])
@@ -104,4 +104,4 @@ def test_ci_soak_keeps_outputs_flowing_and_every_frame_accounted(model_path: Pat
     result = json.loads(out.read_text())
     assert code == 0, (result["verdict"], result["accounting"], result["windows"])
     assert set(result["verdict"]["checks"]) == {"every_frame_accounted", "outputs_in_every_window"}
-    assert all(a["unaccounted"] == 0 and a["sent"] > 1000 for a in result["accounting"].values())
+    assert all(a["unaccounted"] == 0 and a["sent"] > 800 for a in result["accounting"].values())

@@ -48,6 +48,15 @@ def test_official_segmentation_labels_are_used_when_present(msrs: Path) -> None:
     assert set(second.seg.unique().tolist()) <= {*DET_TO_SEG.tolist(), IGNORE_INDEX}
 
 
+def test_without_box_masks_a_pair_without_a_map_trains_detection_only(msrs: Path) -> None:
+    data = PairFolder(msrs, box_masks=False)
+    first, second = data[0], data[1]
+    assert first.seg_source == "msrs_labels"  # the map is still read
+    assert second.seg_source == "none"
+    assert bool((second.seg == IGNORE_INDEX).all())
+    assert len(second.boxes) > 0  # its boxes still train the detector
+
+
 def test_class_pixel_counts_read_the_maps_only(msrs: Path) -> None:
     """Rows cycle 0..8 in the one map (480 rows: 54 of each class but 6 classes with 53); the second
     pair's box-derived mask is not counted."""

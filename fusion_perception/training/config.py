@@ -58,6 +58,9 @@ class DataConfig:
     crop_height: int = 256
     scale_jitter: float = 0.0  # lower-level samples resized by U[1 - j, 1 + j] before the crop (augment.py)
     photometric: float = 0.0  # gain U[1 - s, 1 + s], offset U[-s/2, s/2] per image (augment.py)
+    # a labelled pair without a segmentation map gets a box-derived mask (data.py); false: it
+    # trains detection only and segmentation learns from the maps alone
+    seg_box_masks: bool = True
     batch_size: int = 8
     workers: int = 0
 

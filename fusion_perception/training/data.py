@@ -9,7 +9,8 @@ Segmentation supervision, in order of preference:
 * ``seg_bdlfusion_pred/``: maps PREDICTED by the BDLFusion model (weak labels, not ground truth);
 * box-derived masks: each detection box filled with its class (person -> person, bicycle -> bike,
   car -> car), everything else "unlabelled" and ignored by the loss. These are named
-  ``box_derived`` wherever they are used or reported.
+  ``box_derived`` wherever they are used or reported; ``data.seg_box_masks: false`` leaves such
+  pairs unlabelled for segmentation (the maps alone teach it).
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ class PairFolder(torch.utils.data.Dataset):
             segmentation stays unlabelled there.
         augment: applied to every drawn sample before the crop (``training.augment.Augment``),
             with this folder's generator.
+        box_masks: a labelled pair without a segmentation map gets a box-derived mask; False
+            leaves its segmentation unlabelled (it trains detection only). Box rectangles call the
+            road and sky around a person "person", which the maps contradict.
     """
 
     def __init__(
@@ -130,8 +134,10 @@ class PairFolder(torch.utils.data.Dataset):
         fuse: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         pseudo: PseudoLabels | None = None,
         augment: Callable[[Sample, np.random.Generator], Sample] | None = None,
+        box_masks: bool = True,
     ) -> None:
         self.root = Path(root)
+        self.box_masks = box_masks
         self.augment = augment
         self.fuse = fuse
         self.pseudo = pseudo
@@ -188,7 +194,7 @@ class PairFolder(torch.utils.data.Dataset):
                     raise DatasetError(
                         f"{path}: class id {seg.max()} outside the {len(MSRS_SEG_CLASSES)} MSRS classes"
                     )
-            else:
+            elif self.box_masks:
                 seg = box_derived_mask(boxes, classes, (w32, h32))
                 source = "box_derived"
             weights = np.ones(len(classes), np.float32)
