@@ -187,14 +187,20 @@ def run_cases(
     pool: Pairs, method: Method, *, cases: int, k: int, seed: int, d: np.ndarray,
     vis_size: tuple[int, int] = VIS, ir_sizes: Sequence[tuple[int, int]] = IR_SIZES,
     mode: str = "warp", label: str = "", refs: Callable[[set[int]], Pairs] | None = None,
+    self_reference: bool = False,
 ) -> dict:
     """``cases`` rigs of ``k`` pairs from ``pool``; mode ``warp`` (the benchmark), ``same`` (IR made
     from the visible frame: geometry only) or ``unwarped`` (the pairs as registered, answer = I).
     ``refs``: the reference pairs for a case's region reference, given the pool indices it uses
-    (``warp`` mode only)."""
+    (``warp`` mode only). ``unwarped`` also records in how many cases the pairs' mutual information
+    is higher with the estimate than with the dataset's registration (``estimate_mi_higher``).
+    ``self_reference`` (``warp`` mode at the 640x480 visible size): per case also U, the estimate on
+    the same pairs un-warped, and the errors against U @ H: the warp's recovery apart from the
+    data's own registration, with the MI arbiter between U @ H and the dataset's answer."""
     rng = np.random.default_rng(seed)
     raw, corrected, seconds = [], [], []
     region, region_vs_d, mi_better = [], [], []
+    vs_self, self_mi_better = [], []
     for c in range(cases):
         ir_size = ir_sizes[c % len(ir_sizes)] if mode != "unwarped" else VIS
         idx = rng.choice(len(pool), size=min(k, len(pool)), replace=False)
@@ -219,6 +225,17 @@ def run_cases(
         seconds.append(time.perf_counter() - t)
         raw.append(corner_error(est, h, ir_size) if est is not None else float("inf"))
         corrected.append(corner_error(est, truth, ir_size) if est is not None else float("inf"))
+        if self_reference and mode == "warp" and vis_size == VIS:
+            try:
+                u_truth = method([pool[i] for i in idx]) @ h
+            except CalibrationError:
+                u_truth = None
+            vs_self.append(corner_error(est, u_truth, ir_size) if est is not None and u_truth is not None
+                           else float("inf"))
+            if u_truth is not None:
+                self_mi_better.append(footprint_mi(pairs, u_truth) > footprint_mi(pairs, truth))
+        if mode == "unwarped" and est is not None:  # the arbiter: is the data's registration off?
+            mi_better.append(footprint_mi(pairs, est) > footprint_mi(pairs, truth))
         if refs is not None and mode == "warp":
             r = region_reference(refs(set(idx.tolist())), h, ir_size, truth)
             region.append(corner_error(est, r, ir_size) if est is not None else float("inf"))
@@ -229,6 +246,11 @@ def run_cases(
     out = {"vs_answer": stats(raw), "vs_D_answer": stats(corrected),
            "seconds_per_case": round(float(np.median(seconds)), 2),
            "errors_vs_D_answer": [round(float(x), 3) for x in corrected]}
+    if vs_self:
+        out["vs_self_reference"] = stats(vs_self)
+        out["self_reference_mi_higher"] = round(float(np.mean(self_mi_better)), 3)
+    if mode == "unwarped" and mi_better:
+        out["estimate_mi_higher"] = round(float(np.mean(mi_better)), 3)
     if region:
         out["vs_region_reference"] = stats(region)
         out["region_reference_vs_D_answer"] = stats(region_vs_d)
@@ -303,13 +325,17 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict:
     seed = args.seed + 1000 * list(DATASETS).index(name)
     if "main" in args.parts:
         main = run_cases(pool, shipped(), cases=args.cases, k=args.pairs, seed=seed, d=d,
-                         label=f"{name} shipped", refs=refs)
+                         label=f"{name} shipped", refs=refs, self_reference=args.self_reference)
         entry["shipped"] = main
         rows.append((name, "shipped (joint), vs H", main["vs_answer"]))
         if ref is not None:
             rows.append((name, "shipped (joint), vs D@H", main["vs_D_answer"]))
         rows.append((name, "shipped (joint), vs region ref R", main["vs_region_reference"]))
         rows.append((name, "region ref R vs D@H (the data)", main["region_reference_vs_D_answer"]))
+        if args.self_reference:
+            rows.append((name, "shipped (joint), vs U@H", main["vs_self_reference"]))
+            print(f"{name}: MI inside the footprint higher with U@H than with the dataset's answer in "
+                  f"{main['self_reference_mi_higher']:.0%} of the cases", flush=True)
         print(f"{name}: MI inside the footprint higher with R than with D@H in "
               f"{main['region_reference_mi_higher']:.0%} of the cases", flush=True)
         if name == "msrs":
@@ -322,11 +348,16 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict:
             rows.append((name, cname, res["vs_D_answer"]))
     if "controls" in args.parts:
         controls = out["controls"]
+        # the pairs as the dataset registers them: the estimate's scatter around D (I where there is
+        # no D) with no warp at all, what the data allow
+        res = run_cases(pool, shipped(), cases=args.control_cases, k=args.pairs, seed=seed + 1, d=d,
+                        mode="unwarped", label=f"{name} unwarped")
+        controls["unwarped pairs (data floor)"] = res
+        answer = "D" if ref is not None else "I"
+        rows.append((name, f"control: unwarped pairs vs {answer}", res["vs_D_answer"]))
+        print(f"{name}: unwarped pairs: MI higher with the estimate than with {answer} in "
+              f"{res.get('estimate_mi_higher', 0):.0%} of the cases", flush=True)
         if ref is not None:
-            res = run_cases(pool, shipped(), cases=args.control_cases, k=args.pairs, seed=seed + 1, d=d,
-                            mode="unwarped", label=f"{name} unwarped")
-            controls["unwarped pairs (data floor)"] = res
-            rows.append((name, "control: unwarped pairs vs D", res["vs_D_answer"]))
             res = run_cases(pool, shipped(), cases=args.control_cases, k=args.pairs, seed=seed + 2, d=d,
                             vis_size=(1280, 960), ir_sizes=((640, 512),), label=f"{name} 1280x960")
             controls["visible 1280x960, IR 640x512"] = res
@@ -347,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
-                   help="all three (default), or main alone (the 100-case table and alignment_score): the "
-                        "candidates and controls are then carried over from the existing --out file and "
+                   help="all three (default), or some (main: the 100-case table and alignment_score): "
+                        "the parts not run are carried over from the existing --out file, if any, and "
                         "listed in setup.carried_over")
     p.add_argument("--jobs", type=int, default=1, help="datasets measured in parallel (one process each)")
     p.add_argument("--cases", type=int, default=100, help="groups per dataset (default 100)")
@@ -356,13 +387,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare-cases", type=int, default=30, help="groups per dataset, other candidates")
     p.add_argument("--compare-datasets", nargs="+", default=["msrs", "roadscene"], choices=list(DATASETS))
     p.add_argument("--control-cases", type=int, default=20, help="groups per control")
+    p.add_argument("--self-reference", action="store_true",
+                   help="main: per case also U, the estimate on the same pairs un-warped, and errors "
+                        "against U @ H (about twice the time)")
     p.add_argument("--ref-pairs", type=int, default=40, help="pairs fitting D and R")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="5 cases of everything (smoke test, no JSON)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "calibration_cpu.json")
     args = p.parse_args(argv)
-    if set(args.parts) not in ({"main"}, set(PARTS)):
-        p.error("--parts: main alone (the rest carried over), or all three")
     if args.quick:
         args.cases = args.compare_cases = args.control_cases = 5
     t0 = time.perf_counter()
@@ -390,24 +422,35 @@ def main(argv: list[str] | None = None) -> int:
         print("\nalignment_score on MSRS val:", result["score"])
     if not args.quick:
         result["table"] = [{"dataset": ds, "method": m, **s} for ds, m, s in rows]
-        if set(args.parts) == {"main"}:
+        if set(args.parts) != set(PARTS):
             result["table"] += carry_over(result, args.out)
         write_result(args.out, result)
     return 0
 
 
 def carry_over(result: dict, path: Path) -> list[dict]:
-    """Copy the candidates and controls (not run now) from the previous ``path``; their table rows."""
+    """Copy the parts not run now (``result["setup"]["parts"]``) from the previous ``path``; their
+    table rows."""
     if not path.exists():
         return []
     old = json.loads(path.read_text())
-    result["candidates"] = old.get("candidates", {})
-    result["controls"] = old.get("controls", {})
-    result["setup"]["carried_over"] = {"parts": ["candidates", "controls"], "from": old.get("setup", {})}
-    # the main table's rows are "shipped (joint), ..." and "region ref ..."; every other row belongs
-    # to the candidates or the controls
-    main_row = ("shipped (joint)", "region ref")
-    return [row for row in old.get("table", []) if not row["method"].startswith(main_row)]
+    missing = [part for part in PARTS if part not in result["setup"]["parts"]]
+    for part in missing:
+        if part == "main":
+            result["datasets"], result["score"] = old.get("datasets", {}), old.get("score", {})
+        else:
+            result[part] = old.get(part, {})
+    result["setup"]["carried_over"] = {"parts": missing, "from": old.get("setup", {})}
+    return [row for row in old.get("table", []) if row_part(row["method"]) in missing]
+
+
+def row_part(method: str) -> str:
+    """Which part wrote a table row, from its method label."""
+    if method.startswith(("shipped (joint)", "region ref")):
+        return "main"
+    if method.startswith(("control:", "1280x960", "shipped, 4 pairs")):
+        return "controls"
+    return "candidates"
 
 
 if __name__ == "__main__":

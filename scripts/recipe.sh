@@ -17,7 +17,8 @@
 #             tasks phases together (900 + 1500): the fair comparison.
 #   export    ONNX of the final model at 640x480 and 384x288 (the node's network_size), each with its
 #             INT8 sibling (calibrated on the training split), then the
-#             report: MSRS val scored once, with the fixed judge and the baselines where OUT_ROOT has them.
+#             report: MSRS val scored once, with the fixed judge and the baselines where OUT_ROOT has them;
+#             RoadScene and TNO fusion metrics (OUT_ROOT/roadscene.json, tno.json).
 # SCHEME picks how the fusion net learns (docs/DESIGN.md "Training schemes"), at the same budget:
 #   bilevel   (default, the shipped model) the phases above.
 #   tdfusion, refusion  the fusion phase trains with that scheme's learnable loss (config/train_SCHEME.yaml)
@@ -108,7 +109,10 @@ for phase in $PHASES; do
         [ -e "$OUT/tasks_$modality/last.pt" ] && baselines+=(--baseline "$modality=$OUT/tasks_$modality/last.pt")
       done
       "$FP" evaluate "$MSRS" --split "$report" --checkpoint "$OUT/$FINAL/last.pt" --json "$OUT/$report.json" \
-        --judge "${baselines[@]}" ;;
+        --judge "${baselines[@]}"
+      for folder in roadscene tno; do  # other rigs, no labels: fusion metrics beside average, max, pyramid
+        "$FP" evaluate "$DATA/$folder" --fusion-only --checkpoint "$OUT/$FINAL/last.pt" --json "$OUT/$folder.json"
+      done ;;
     *) echo "unknown phase $phase (fusion tasks bilevel tasks2 bilevel2 baselines export)" >&2; exit 2 ;;
   esac
 done
