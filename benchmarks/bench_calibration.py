@@ -24,6 +24,11 @@ the case does not use: MSRS train, LLVIP train, the rest of the pool for RoadSce
 same arbiter decides whether R is the data's truth or the fit's bias: per case, the mutual
 information of the case's own pairs inside the IR footprint with R against D @ H.
 
+Where the dataset's registration differs pair by pair (RoadScene, TNO), no reference fitted on
+other pairs applies; ``--self-reference`` then takes U, the estimate on the case's own pairs
+un-warped, and gives the errors against U @ H: how well the warp is recovered, apart from the
+data's registration, with the same MI arbiter between U @ H and the dataset's answer.
+
 Also measured: the losing candidates on a subset (``--compare-cases``); two controls (IR made from
 the visible frame itself: the geometry alone; the un-warped pairs: what the data allow); a large
 visible frame (1280x960 against 640x512 IR); and ``alignment_score`` for aligned, shifted and
