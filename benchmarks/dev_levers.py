@@ -13,15 +13,12 @@ NanoDet-g on the run's fused images, mapped classes) are filled for runs evaluat
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import statistics
 import sys
 from pathlib import Path
 
 from _report import REPO, write_result
+from _seed_table import collect, figures, table
 
-RUN_NAME = re.compile(r"^(?P<lever>.+)_s(?P<seed>\d+)$")
 COLUMNS = (
     ("mAP@0.5", lambda r: r["detection"]["fused"]["mAP50"]),
     ("mAP@0.5:0.95", lambda r: r["detection"]["fused"]["mAP50_95"]),
@@ -60,66 +57,21 @@ def _judge(report: dict, image: str) -> dict:
     return judge["results"]["mapped"][image]
 
 
-def _value(get, report: dict) -> float | None:
-    try:
-        return get(report)
-    except KeyError:
-        return None
-
-
-def collect(root: Path) -> dict[str, dict[int, dict]]:
-    """lever -> seed -> the dev report, for every finished run under ``root``."""
-    runs: dict[str, dict[int, dict]] = {}
-    for report in sorted(root.glob("*/dev.json"), key=lambda p: p.stat().st_mtime):
-        match = RUN_NAME.match(report.parent.name)
-        if match:
-            runs.setdefault(match["lever"], {})[int(match["seed"])] = json.loads(report.read_text())
-    return runs
-
-
-def figures(runs: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict[str, float]]]:
-    """lever -> seed -> column -> value: what the JSON keeps of each report."""
-    return {
-        lever: {
-            str(seed): {name: _value(get, rep) for name, get in COLUMNS} for seed, rep in by_seed.items()
-        }
-        for lever, by_seed in runs.items()
-    }
-
-
-def cell(values: list[float | None]) -> str:
-    if None in values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
-
-def table(runs: dict[str, dict[int, dict]]) -> str:
-    head = "| lever | seeds | " + " | ".join(name for name, _ in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
-    for lever, by_seed in runs.items():
-        seeds = sorted(by_seed)
-        cells = [cell([_value(get, by_seed[s]) for s in seeds]) for _, get in COLUMNS]
-        lines.append(f"| {lever} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("root", type=Path, help="folder holding <LEVER>_s<SEED>/dev.json")
     p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "dev_levers_cpu.json")
     args = p.parse_args(argv)
-    runs = collect(args.root)
+    runs = collect(args.root, "dev.json")
     if not runs:
         print(f"no <LEVER>_s<SEED>/dev.json under {args.root}", file=sys.stderr)
         return 1
-    rendered = table(runs)
+    rendered = table(runs, COLUMNS, "lever")
     print(rendered)
     first = next(iter(next(iter(runs.values())).values()))
     write_result(args.json, {
         "split": first.get("split"), "num_pairs": first.get("num_pairs"),
-        "runs": figures(runs), "table": rendered.splitlines(),
+        "runs": figures(runs, COLUMNS), "table": rendered.splitlines(),
         "training": {lever: next(iter(by.values())).get("model_training") for lever, by in runs.items()},
     })
     return 0
