@@ -49,12 +49,21 @@ def test_official_segmentation_labels_are_used_when_present(msrs: Path) -> None:
 
 
 def test_without_box_masks_a_pair_without_a_map_trains_detection_only(msrs: Path) -> None:
-    data = PairFolder(msrs, box_masks=False)
+    data = PairFolder(msrs, box_core=0.0)
     first, second = data[0], data[1]
     assert first.seg_source == "msrs_labels"  # the map is still read
     assert second.seg_source == "none"
     assert bool((second.seg == IGNORE_INDEX).all())
     assert len(second.boxes) > 0  # its boxes still train the detector
+
+
+def test_box_core_fills_the_centre_share_of_each_box() -> None:
+    """A 40x20 box at (10, 10) with core 0.5 fills the centred 20x10 rectangle (20..40, 15..25)."""
+    mask = box_derived_mask(np.array([[10.0, 10.0, 50.0, 30.0]]), np.array([2]), (64, 48), core=0.5)
+    filled = np.argwhere(mask != IGNORE_INDEX)
+    assert filled.min(0).tolist() == [15, 20] and filled.max(0).tolist() == [24, 39]
+    whole = box_derived_mask(np.array([[10.0, 10.0, 50.0, 30.0]]), np.array([2]), (64, 48))
+    assert int((whole != IGNORE_INDEX).sum()) == 40 * 20
 
 
 def test_class_pixel_counts_read_the_maps_only(msrs: Path) -> None:

@@ -58,9 +58,9 @@ class DataConfig:
     crop_height: int = 256
     scale_jitter: float = 0.0  # lower-level samples resized by U[1 - j, 1 + j] before the crop (augment.py)
     photometric: float = 0.0  # gain U[1 - s, 1 + s], offset U[-s/2, s/2] per image (augment.py)
-    # a labelled pair without a segmentation map gets a box-derived mask (data.py); false: it
-    # trains detection only and segmentation learns from the maps alone
-    seg_box_masks: bool = True
+    # a labelled pair without a segmentation map gets a box-derived mask filling this share of
+    # each box about its centre (data.py); 0: it trains detection only, the maps alone teach segmentation
+    seg_box_core: float = 1.0
     batch_size: int = 8
     workers: int = 0
 
@@ -223,6 +223,8 @@ class TrainConfig:
             raise ValueError("loss.intensity and loss.gradient are both 0: the loss net would weight nothing")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.data.seg_box_core <= 1.0:
+            raise ValueError(f"data.seg_box_core must lie in [0, 1], got {self.data.seg_box_core}")
         if not 0.0 < self.data.upper_holdout < 0.5:
             raise ValueError(f"data.upper_holdout must lie in (0, 0.5), got {self.data.upper_holdout}")
         self.meta.validate()

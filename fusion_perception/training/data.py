@@ -9,8 +9,9 @@ Segmentation supervision, in order of preference:
 * ``seg_bdlfusion_pred/``: maps PREDICTED by the BDLFusion model (weak labels, not ground truth);
 * box-derived masks: each detection box filled with its class (person -> person, bicycle -> bike,
   car -> car), everything else "unlabelled" and ignored by the loss. These are named
-  ``box_derived`` wherever they are used or reported; ``data.seg_box_masks: false`` leaves such
-  pairs unlabelled for segmentation (the maps alone teach it).
+  ``box_derived`` wherever they are used or reported. ``data.seg_box_core`` < 1 fills only the
+  box's centre (that share of its width and height), where the object's own pixels are; 0 leaves
+  such pairs unlabelled for segmentation (the maps alone teach it).
 """
 
 from __future__ import annotations
@@ -92,12 +93,20 @@ def _seg_map(root: Path, stem: str) -> tuple[Path, str] | None:
     return None
 
 
-def box_derived_mask(boxes: np.ndarray, classes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Segmentation mask from boxes (largest first, so small boxes stay visible); IGNORE elsewhere."""
+def box_derived_mask(
+    boxes: np.ndarray, classes: np.ndarray, size: tuple[int, int], core: float = 1.0
+) -> np.ndarray:
+    """Segmentation mask from boxes (largest first, so small boxes stay visible); IGNORE elsewhere.
+
+    ``core``: the share of each box's width and height filled, about its centre. A whole box calls
+    the road and sky around a person "person"; its centre is mostly the object.
+    """
     mask = np.full((size[1], size[0]), IGNORE_INDEX, np.uint8)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    centres, halves = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) * core / 2
+    cores = np.concatenate([centres - halves, centres + halves], axis=1)
     for i in np.argsort(-areas):
-        x1, y1, x2, y2 = np.round(boxes[i]).astype(int)
+        x1, y1, x2, y2 = np.round(cores[i]).astype(int)
         mask[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = DET_TO_SEG[classes[i]]
     return mask
 
@@ -118,9 +127,9 @@ class PairFolder(torch.utils.data.Dataset):
             segmentation stays unlabelled there.
         augment: applied to every drawn sample before the crop (``training.augment.Augment``),
             with this folder's generator.
-        box_masks: a labelled pair without a segmentation map gets a box-derived mask; False
-            leaves its segmentation unlabelled (it trains detection only). Box rectangles call the
-            road and sky around a person "person", which the maps contradict.
+        box_core: a labelled pair without a segmentation map gets a box-derived mask filling
+            this share of each box about its centre (``box_derived_mask``); 0 leaves its
+            segmentation unlabelled (it trains detection only).
     """
 
     def __init__(
@@ -134,10 +143,12 @@ class PairFolder(torch.utils.data.Dataset):
         fuse: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         pseudo: PseudoLabels | None = None,
         augment: Callable[[Sample, np.random.Generator], Sample] | None = None,
-        box_masks: bool = True,
+        box_core: float = 1.0,
     ) -> None:
+        if not 0.0 <= box_core <= 1.0:
+            raise ValueError(f"box_core must lie in [0, 1], got {box_core}")
         self.root = Path(root)
-        self.box_masks = box_masks
+        self.box_core = box_core
         self.augment = augment
         self.fuse = fuse
         self.pseudo = pseudo
@@ -194,8 +205,8 @@ class PairFolder(torch.utils.data.Dataset):
                     raise DatasetError(
                         f"{path}: class id {seg.max()} outside the {len(MSRS_SEG_CLASSES)} MSRS classes"
                     )
-            elif self.box_masks:
-                seg = box_derived_mask(boxes, classes, (w32, h32))
+            elif self.box_core > 0:
+                seg = box_derived_mask(boxes, classes, (w32, h32), self.box_core)
                 source = "box_derived"
             weights = np.ones(len(classes), np.float32)
         fused = None

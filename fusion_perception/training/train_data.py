@@ -87,14 +87,14 @@ class TrainData:
         lower, upper = holdout_split(names, cfg.data.upper_holdout) if hold_out else (names, [])
         augment = Augment(cfg.data.scale_jitter, cfg.data.photometric, crop)
         lower_augment = augment if augment.active else None
-        box_masks = cfg.data.seg_box_masks
+        box_core = cfg.data.seg_box_core
         seed = cfg.seed + 17 * rank
         self.train_set = PairFolder(
-            root, lower, crop=crop, seed=seed, fuse=fuse, augment=lower_augment, box_masks=box_masks
+            root, lower, crop=crop, seed=seed, fuse=fuse, augment=lower_augment, box_core=box_core
         )
         self.upper_set = None
         if upper:
-            self.upper_set = PairFolder(root, upper, crop=crop, seed=seed + 1, box_masks=box_masks)
+            self.upper_set = PairFolder(root, upper, crop=crop, seed=seed + 1, box_core=box_core)
         self.extra_sets = [
             PairFolder(p, labelled=False, crop=crop, seed=cfg.seed + i)
             for i, p in enumerate(self.paths.extra)

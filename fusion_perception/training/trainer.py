@@ -41,6 +41,14 @@ __all__ = ["Trainer"]
 log = logging.getLogger(__name__)
 
 
+def _seg_labels(box_core: float) -> str:
+    """What taught segmentation, for the model info (``data.seg_box_core``)."""
+    if box_core == 0:
+        return "BDLFusion predictions (weak) only; pairs without them train detection only"
+    share = "whole boxes" if box_core == 1 else f"box centres ({box_core:g} of each side)"
+    return f"BDLFusion predictions (weak) where present, else box-derived masks ({share})"
+
+
 class Trainer:
     """Owns one run: the deployed networks, the data, the scheme, the step count and the history."""
 
@@ -115,7 +123,7 @@ class Trainer:
                 "data": self.data.describe(),
                 "augment": {"scale_jitter": cfg.data.scale_jitter, "photometric": cfg.data.photometric},
                 "seg_balance": cfg.loss.seg_balance,
-                "seg_labels": "BDLFusion predictions (weak) where present, else box-derived masks",
+                "seg_labels": _seg_labels(cfg.data.seg_box_core),
                 "task_backbone": "EfficientNet-Lite0, ImageNet-1k init",
                 "task_scale": tasks.task_scale,
                 "ema_decay": cfg.ema_decay,
