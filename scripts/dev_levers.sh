@@ -4,7 +4,7 @@
 #
 #   scripts/dev_levers.sh OUT_ROOT LEVER SEED [STEPS]
 #       LEVER: base | seg_up | aug | aug_seg_up | stride8 | full_res | stride8_seg_balance |
-#              stride8_seg_maps | fusion_max | fusion_saliency | fusion_warm
+#              stride8_seg_maps | stride8_seg_core | fusion_max | fusion_saliency | fusion_warm
 #              (the cases below)
 #
 # Every run trains a fresh task net (ImageNet init) on the fused images of one fixed fusion net
@@ -44,9 +44,11 @@ case $LEVER in
   full_res) EXTRA=("${AUG_SEG_UP[@]}" --set "model.tasks={task_scale: 1}") ;;
   # stride8 with class-balanced segmentation weights (loss.seg_balance: (median freq / freq)^0.5).
   stride8_seg_balance) EXTRA=("${STRIDE8[@]}" --set loss.seg_balance=0.5) ;;
-  # stride8 with segmentation learnt from the maps alone (no box-derived masks: data.seg_box_masks).
-  stride8_seg_maps) EXTRA=("${STRIDE8[@]}" --set data.seg_box_masks=false) ;;
-  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up stride8 full_res stride8_seg_balance stride8_seg_maps" \
+  # stride8 with segmentation learnt from the maps alone (no box-derived masks: data.seg_box_core 0),
+  # or with box-derived masks on the centre half of each box (the object's own pixels, mostly).
+  stride8_seg_maps) EXTRA=("${STRIDE8[@]}" --set data.seg_box_core=0) ;;
+  stride8_seg_core) EXTRA=("${STRIDE8[@]}" --set data.seg_box_core=0.5) ;;
+  *) echo "unknown lever $LEVER (base seg_up aug aug_seg_up stride8 full_res stride8_seg_balance stride8_seg_maps stride8_seg_core" \
           "fusion_max fusion_saliency fusion_warm)" >&2
      exit 2 ;;
 esac
