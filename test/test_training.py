@@ -48,6 +48,8 @@ def test_unknown_key_suggests_the_right_one() -> None:
         load_config(None, {"aggregation": "mean"})
     with pytest.raises(ValueError, match="intensity_target must be one of"):  # not silently saliency
         load_config(None, {"loss": {"intensity_target": "maximum"}})
+    with pytest.raises(ValueError, match="seg_box_core must lie in"):
+        load_config(None, {"data": {"seg_box_core": 1.5}})
 
 
 def test_shipped_training_config_loads() -> None:
