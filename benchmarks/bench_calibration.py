@@ -205,7 +205,7 @@ def run_cases(
     rng = np.random.default_rng(seed)
     raw, corrected, seconds = [], [], []
     region, region_vs_d, mi_better = [], [], []
-    vs_self, self_mi_better = [], []
+    vs_self, self_mi_better, estimate_mi_better = [], [], []
     for c in range(cases):
         ir_size = ir_sizes[c % len(ir_sizes)] if mode != "unwarped" else VIS
         idx = rng.choice(len(pool), size=min(k, len(pool)), replace=False)
@@ -240,7 +240,7 @@ def run_cases(
             if u_truth is not None:
                 self_mi_better.append(footprint_mi(pairs, u_truth) > footprint_mi(pairs, truth))
         if mode == "unwarped" and est is not None:  # the arbiter: is the data's registration off?
-            mi_better.append(footprint_mi(pairs, est) > footprint_mi(pairs, truth))
+            estimate_mi_better.append(footprint_mi(pairs, est) > footprint_mi(pairs, truth))
         if refs is not None and mode == "warp":
             r = region_reference(refs(set(idx.tolist())), h, ir_size, truth)
             region.append(corner_error(est, r, ir_size) if est is not None else float("inf"))
@@ -254,8 +254,8 @@ def run_cases(
     if vs_self:
         out["vs_self_reference"] = stats(vs_self)
         out["self_reference_mi_higher"] = round(float(np.mean(self_mi_better)), 3)
-    if mode == "unwarped" and mi_better:
-        out["estimate_mi_higher"] = round(float(np.mean(mi_better)), 3)
+    if estimate_mi_better:
+        out["estimate_mi_higher"] = round(float(np.mean(estimate_mi_better)), 3)
     if region:
         out["vs_region_reference"] = stats(region)
         out["region_reference_vs_D_answer"] = stats(region_vs_d)
