@@ -30,7 +30,10 @@
 #             tasks_visible/ into OUT_ROOT for the report).
 # Task phases augment (scale jitter 0.3, photometric 0.2) and score segmentation on bilinearly
 # upsampled logits, and the task net detects on three pyramid levels (a stride-4 level: 8 px of the
-# input, for distant persons): chosen on the development split (docs/RESULTS.md, "Levers on dev").
+# input, for distant persons); task and bi-level phases fill box-derived segmentation masks on each
+# box's centre half only: chosen on the development split (docs/RESULTS.md, "Levers on dev"). The
+# learnable-loss schemes' fusion phases keep their configs' labels (whole boxes) in the task loss
+# they meta-learn from.
 # Every phase resumes from its OUT_ROOT/<phase>/last.pt: a run cut short (a session's end) goes on
 # where it stopped when the same command is started again; a finished phase returns at once.
 # Environment: DEVICE (cpu|cuda, default cpu), SEED (default 0), THREADS (torch CPU threads, default
@@ -68,10 +71,13 @@ WHOLE=(--set data.crop_width=640 --set data.crop_height=480 --set data.batch_siz
 # Distillation: teacher (NanoDet-g) boxes on the folders without human labels, scores as box weights.
 PSEUDO="[$DATA/roadscene=$ROOT/data/teacher_labels/roadscene.json,$DATA/tno=$ROOT/data/teacher_labels/tno.json,\
 $DATA/llvip_samples/train=$ROOT/data/teacher_labels/llvip_samples_train.json]"
-TASKS=(--set scheme=plain --set lower_lr=0.001 --set data.pseudo_labelled="$PSEUDO" "${WHOLE[@]}"
+# The task net's segmentation labels: the maps, and box-derived masks on each box's centre half
+# where a pair has no map (data.seg_box_core; "Levers on dev").
+SEG_LABELS=(--set data.seg_box_core=0.5)
+TASKS=(--set scheme=plain --set lower_lr=0.001 --set data.pseudo_labelled="$PSEUDO" "${WHOLE[@]}" "${SEG_LABELS[@]}"
        --set loss.seg_upsampled=true --set data.scale_jitter=0.3 --set data.photometric=0.2)
 BILEVEL=(--set scheme=bilevel --set upper_every=2 --set warmup_steps=0 --set fusion_lr=0.0002 --set lower_lr=0.0003
-         --set data.crop_width=320 --set data.crop_height=256 --set data.batch_size=4)
+         --set data.crop_width=320 --set data.crop_height=256 --set data.batch_size=4 "${SEG_LABELS[@]}")
 mkdir -p "$OUT"
 for phase in $PHASES; do
   if [[ $SCHEME != bilevel && $phase =~ ^(bilevel|tasks2|bilevel2)$ ]]; then
