@@ -25,8 +25,7 @@ import numpy as np
 from _report import REPO, write_result
 
 from fusion_perception.data_root import data_root
-
-SMALL_AREA = 32.0**2
+from fusion_perception.metrics.detection import AREA_RANGES
 
 
 def box_contrast(image: np.ndarray, box: np.ndarray) -> float:
@@ -50,6 +49,7 @@ def measure(root: Path, split: str, models: dict[str, Path]) -> dict[str, dict[s
     from fusion_perception.models.checkpoint import load_deployed
     from fusion_perception.preprocessing import PreprocessConfig, prepare_pair
     from fusion_perception.training.config import INTENSITY_TARGETS
+    from fusion_perception.training.evaluate import time_of_day
     from fusion_perception.training.losses import intensity_target
 
     nets = {name: load_deployed(path).fusion for name, path in models.items()}
@@ -67,8 +67,7 @@ def measure(root: Path, split: str, models: dict[str, Path]) -> dict[str, dict[s
         boxes, classes = load_yolo_labels(root / "labels_det_fusion" / f"{stem}.txt", (640, 480))
         for box in boxes[classes == 0]:
             area = (box[2] - box[0]) * (box[3] - box[1])
-            time_of_day = "night" if stem.endswith("N") else "day"
-            group = f"{time_of_day}, {'small' if area <= SMALL_AREA else 'larger'}"
+            group = f"{time_of_day(stem)}, {'small' if area <= AREA_RANGES['small'][1] else 'larger'}"
             for kind, image in images.items():
                 groups.setdefault(group, {}).setdefault(kind, []).append(box_contrast(image, box))
     return dict(sorted(groups.items()))

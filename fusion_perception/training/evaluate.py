@@ -44,11 +44,19 @@ from ..preprocessing import fused_to_bgr, thermal_to_unit, unit_to_uint8
 from ..runtime.pipeline import PipelineConfig
 from ..runtime.postprocess import decode_detections, segmentation_labels
 
-__all__ = ["evaluate_folder", "main", "pyramid_fusion"]
+__all__ = ["evaluate_folder", "main", "pyramid_fusion", "time_of_day"]
 
 log = logging.getLogger(__name__)
 #: MSRS pair names: five digits and D (day) or N (night).
 MSRS_NAME = re.compile(r"\d{5}[DN]")
+
+
+def time_of_day(stem: str) -> str | None:
+    """"day" or "night" for an MSRS pair name (``00123D``, ``00123N``); None for any other name."""
+    if not MSRS_NAME.fullmatch(stem):
+        return None
+    return "night" if stem.endswith("N") else "day"
+
 
 SEG_LABEL_SOURCES = (
     ("labels_seg", "MSRS labels"),
@@ -141,8 +149,8 @@ def evaluate_folder(
         detectors[f"{modality}_trained"] = (_load_checkpoint(path).tasks, modality)
     det_eval = {name: DetectionEvaluator(info.det_classes) for name in detectors}
     # MSRS names end in D (day) or N (night): persons are lost at night, so score each apart too.
-    time_of_day = {stem: "night" if stem.endswith("N") else "day" for stem, _, _ in pairs}
-    by_time = all(MSRS_NAME.fullmatch(stem) for stem in time_of_day) and not fusion_only
+    pair_time = {stem: time_of_day(stem) for stem, _, _ in pairs}
+    by_time = None not in pair_time.values() and not fusion_only
     det_eval_time = {
         t: {name: DetectionEvaluator(info.det_classes) for name in detectors} for t in ("day", "night")
     } if by_time else {}
@@ -195,7 +203,7 @@ def evaluate_folder(
             boxes = prepared.mapping.boxes_to_source(dets.boxes)
             det_eval[name].add(stem, gt_boxes, gt_classes, boxes, dets.scores, dets.class_ids)
             if by_time:
-                det_eval_time[time_of_day[stem]][name].add(
+                det_eval_time[pair_time[stem]][name].add(
                     stem, gt_boxes, gt_classes, boxes, dets.scores, dets.class_ids
                 )
         if teacher_judge is not None:
