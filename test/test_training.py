@@ -50,6 +50,8 @@ def test_unknown_key_suggests_the_right_one() -> None:
         load_config(None, {"loss": {"intensity_target": "maximum"}})
     with pytest.raises(ValueError, match="seg_box_core must lie in"):
         load_config(None, {"data": {"seg_box_core": 1.5}})
+    with pytest.raises(ValueError, match="map_share must lie in"):
+        load_config(None, {"data": {"map_share": -0.1}})
 
 
 def test_shipped_training_config_loads() -> None:

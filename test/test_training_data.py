@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from fusion_perception.assets import sample_pairs  # noqa: E402
 from fusion_perception.errors import DatasetError  # noqa: E402
 from fusion_perception.image_pairs import find_pairs  # noqa: E402
+from fusion_perception.training.config import load_config  # noqa: E402
 from fusion_perception.training.data import (  # noqa: E402
     DET_TO_SEG,
     IGNORE_INDEX,
@@ -23,6 +24,7 @@ from fusion_perception.training.data import (  # noqa: E402
     box_derived_mask,
     random_crop_flip,
 )
+from fusion_perception.training.train_data import TrainData  # noqa: E402
 
 
 @pytest.fixture
@@ -64,6 +66,34 @@ def test_box_core_fills_the_centre_share_of_each_box() -> None:
     assert filled.min(0).tolist() == [15, 20] and filled.max(0).tolist() == [24, 39]
     whole = box_derived_mask(np.array([[10.0, 10.0, 50.0, 30.0]]), np.array([2]), (64, 48))
     assert int((whole != IGNORE_INDEX).sum()) == 40 * 20
+
+
+def _train_data(msrs: Path, map_share: float, batch_size: int = 400) -> TrainData:
+    """TrainData over the fixture's pairs as a named train split, small crops."""
+    (msrs / "splits").mkdir(exist_ok=True)
+    names = sorted(p.stem for p in (msrs / "ir").glob("*.png"))
+    (msrs / "splits" / "train.txt").write_text("\n".join(names) + "\n")
+    data = {"msrs_root": str(msrs), "map_share": map_share, "batch_size": batch_size}
+    cfg = load_config(None, {"data": {**data, "crop_width": 64, "crop_height": 64}})
+    return TrainData(cfg, rank=0, device=torch.device("cpu"), hold_out=False)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.6])
+def test_map_share_draws_the_pairs_with_a_map_that_much_more_often(msrs: Path, share: float) -> None:
+    """One of the two pairs has a map: a sample is that pair with probability share + (1 - share) / 2
+    (0.5 uniform, 0.8 at 0.6); 400 draws put the count within 5 binomial sigmas."""
+    data = _train_data(msrs, share)
+    assert data.map_indices == ([] if share == 0 else [0])
+    sources = data.batch(data.train_set)["seg_source"]
+    expected = share + (1 - share) / 2
+    sigma = (400 * expected * (1 - expected)) ** 0.5
+    assert abs(sources.count("msrs_labels") - 400 * expected) < 5 * sigma
+
+
+def test_map_share_without_any_map_is_refused(msrs: Path) -> None:
+    (msrs / "labels_seg" / f"{sample_pairs()[0].name}.png").unlink()
+    with pytest.raises(ValueError, match=r"no pair of .* carries a map"):
+        _train_data(msrs, 0.5)
 
 
 def test_class_pixel_counts_read_the_maps_only(msrs: Path) -> None:

@@ -61,6 +61,9 @@ class DataConfig:
     # a labelled pair without a segmentation map gets a box-derived mask filling this share of
     # each box about its centre (data.py); 0: it trains detection only, the maps alone teach segmentation
     seg_box_core: float = 1.0
+    # each lower-level sample comes from the pairs with a segmentation map with this probability,
+    # else uniformly from all pairs (0: uniform; MSRS train has maps for 1 pair in 6, fit 35 of 208)
+    map_share: float = 0.0
     batch_size: int = 8
     workers: int = 0
 
@@ -225,6 +228,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.data.seg_box_core <= 1.0:
             raise ValueError(f"data.seg_box_core must lie in [0, 1], got {self.data.seg_box_core}")
+        if not 0.0 <= self.data.map_share <= 1.0:
+            raise ValueError(f"data.map_share must lie in [0, 1], got {self.data.map_share}")
         if not 0.0 < self.data.upper_holdout < 0.5:
             raise ValueError(f"data.upper_holdout must lie in (0, 0.5), got {self.data.upper_holdout}")
         self.meta.validate()

@@ -163,6 +163,12 @@ class PairFolder(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def with_map(self) -> list[int]:
+        """Indices of the pairs that carry a segmentation map (none for an unlabelled folder)."""
+        if not self.labelled:
+            return []
+        return [i for i, (stem, _, _) in enumerate(self.pairs) if _seg_map(self.root, stem) is not None]
+
     def seg_map_pixel_counts(self, num_classes: int) -> np.ndarray:
         """Labelled pixels per class over this folder's segmentation maps (box-derived masks are not
         counted: they say nothing about the classes without boxes)."""

@@ -124,6 +124,7 @@ class Trainer:
                 "augment": {"scale_jitter": cfg.data.scale_jitter, "photometric": cfg.data.photometric},
                 "seg_balance": cfg.loss.seg_balance,
                 "seg_labels": _seg_labels(cfg.data.seg_box_core),
+                "map_share": cfg.data.map_share,
                 "task_backbone": "EfficientNet-Lite0, ImageNet-1k init",
                 "task_scale": tasks.task_scale,
                 "ema_decay": cfg.ema_decay,
