@@ -28,12 +28,16 @@
 #             fused images; then export. Default phases: fusion tasks export (the single-source
 #             baselines do not depend on the scheme: run them once, or copy tasks_ir/ and
 #             tasks_visible/ into OUT_ROOT for the report).
-# Task phases augment (scale jitter 0.3, photometric 0.2) and score segmentation on bilinearly
-# upsampled logits, and the task net detects on three pyramid levels (a stride-4 level: 8 px of the
-# input, for distant persons); task and bi-level phases fill box-derived segmentation masks on each
-# box's centre half only: chosen on the development split (docs/RESULTS.md, "Levers on dev"). The
+# The task net runs at the network input's full resolution (model.tasks.task_scale 1: detection
+# strides 8 and 16 px, segmentation at stride 4). Task phases augment (scale jitter 0.4, so the
+# one model also serves the node's 384x288 network_size; photometric 0.2), score segmentation on
+# bilinearly upsampled logits and draw the pairs that carry a segmentation map 3 times in 10
+# (data.map_share 0.3); task and bi-level phases fill box-derived segmentation masks on each box's
+# centre half only. All chosen on the development split (docs/RESULTS.md, "Levers on dev"). The
 # learnable-loss schemes' fusion phases keep their configs' labels (whole boxes) in the task loss
-# they meta-learn from.
+# they meta-learn from, and their inner task net at half resolution with a stride-4 level (8 px of
+# the input; 3.3x cheaper per meta step than full resolution): the task net they deploy is the
+# `tasks` phase's, trained like bi-level's.
 # Every phase resumes from its OUT_ROOT/<phase>/last.pt: a run cut short (a session's end) goes on
 # where it stopped when the same command is started again; a finished phase returns at once.
 # Environment: DEVICE (cpu|cuda, default cpu), SEED (default 0), THREADS (torch CPU threads, default
@@ -64,7 +68,7 @@ train() {  # train NAME [--set ...]; CONFIG: the scheme's config file (default t
   local t0=$SECONDS
   "$FP" train --config "${CONFIG:-$ROOT/config/train_bilevel.yaml}" --no-progress --resume --device "$DEVICE" \
     --set out_dir="$OUT/$name" --set data.msrs_root="$MSRS" --set data.train_split="$SPLIT" \
-    --set seed="$SEED" --set threads="${THREADS:-2}" --set "model.tasks={det_levels: [4, 8, 16]}" "$@"
+    --set seed="$SEED" --set threads="${THREADS:-2}" --set "model.tasks={task_scale: 1}" "$@"
   echo "[recipe] $name: $((SECONDS - t0)) s" | tee -a "$OUT/times.txt"
 }
 WHOLE=(--set data.crop_width=640 --set data.crop_height=480 --set data.batch_size=4)
@@ -74,8 +78,9 @@ $DATA/llvip_samples/train=$ROOT/data/teacher_labels/llvip_samples_train.json]"
 # The task net's segmentation labels: the maps, and box-derived masks on each box's centre half
 # where a pair has no map (data.seg_box_core; "Levers on dev").
 SEG_LABELS=(--set data.seg_box_core=0.5)
+MAPS=(--set data.map_share=0.3)
 TASKS=(--set scheme=plain --set lower_lr=0.001 --set data.pseudo_labelled="$PSEUDO" "${WHOLE[@]}" "${SEG_LABELS[@]}"
-       --set loss.seg_upsampled=true --set data.scale_jitter=0.3 --set data.photometric=0.2)
+       --set loss.seg_upsampled=true --set data.scale_jitter=0.4 --set data.photometric=0.2 "${MAPS[@]}")
 BILEVEL=(--set scheme=bilevel --set upper_every=2 --set warmup_steps=0 --set fusion_lr=0.0002 --set lower_lr=0.0003
          --set data.crop_width=320 --set data.crop_height=256 --set data.batch_size=4 "${SEG_LABELS[@]}")
 mkdir -p "$OUT"
@@ -84,8 +89,9 @@ for phase in $PHASES; do
     echo "phase $phase belongs to SCHEME=bilevel; SCHEME=$SCHEME trains fusion, tasks, export" >&2; exit 2
   fi
   case $SCHEME:$phase in
-    tdfusion:fusion | refusion:fusion)
+    tdfusion:fusion | refusion:fusion)  # the task net inside the meta step: half resolution, 3 levels
       CONFIG=$ROOT/config/train_$SCHEME.yaml train fusion --set steps="$(steps 1240)" --set ema_decay=0.0 \
+        --set "model.tasks={det_levels: [4, 8, 16]}" \
         --set data.crop_width=256 --set data.crop_height=224 --set data.batch_size=4 --set "data.extra_pair_roots=[]" \
         --dump-loss-weights "$OUT/fusion/loss_weights" ;;
     tdfusion:tasks | refusion:tasks)
